@@ -1,0 +1,61 @@
+# qlab build. `make run` and `make test` do all the set-up on a fresh Debian 12.
+CC       ?= gcc
+PKGS     := lua5.4 libcjson openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
+OPT      ?= -O2 -g
+CFLAGS   += -std=gnu11 $(OPT) $(WARN) -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
+LDLIBS   += $(PKG_LIBS) -lncursesw -lz -lm -fopenmp
+BUILD    ?= build
+
+ENGINE_SRC := $(wildcard src/core/*.c src/ops/*.c src/qops/*.c src/graph/*.c src/quant/*.c \
+                         src/train/*.c src/io/*.c src/bench/*.c)
+FRONT_SRC  := $(wildcard src/lua/*.c src/tui/*.c) src/main.c
+TEST_SRC   := $(wildcard tests/c/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all run test asan clean setup bench
+all: qlab
+
+qlab: $(FRONT_OBJ) $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $(FRONT_OBJ) $(BUILD)/libqlab.a $(LDLIBS)
+
+$(BUILD)/libqlab.a: $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/test_c: $(TEST_OBJ) $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libqlab.a $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+setup:
+	@scripts/setup.sh
+
+# Opens the workbench (headless demo until the TUI lands).
+run: setup
+	@$(MAKE) --no-print-directory qlab
+	./qlab
+
+test: setup
+	@$(MAKE) --no-print-directory qlab $(BUILD)/test_c
+	@tests/run.sh $(BUILD)/test_c ./qlab
+
+# The whole suite under AddressSanitizer + UBSan, in a separate build tree.
+asan: setup
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	   build-asan/test_c qlab-asan
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan/test_c ./qlab-asan
+
+qlab-asan: $(FRONT_OBJ) $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $(FRONT_OBJ) $(BUILD)/libqlab.a $(LDLIBS)
+
+clean:
+	rm -rf build build-asan qlab qlab-asan
+
+-include $(ENGINE_OBJ:.o=.d) $(FRONT_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,129 @@
+/* The graph IR: a model is a DAG of named nodes, each with one output.
+ * nodes[] is kept in topological order; nodes[0] is the input node.
+ * Shapes are per sample (no batch dim), NHWC for images: {H,W,C};
+ * {T,F} for sequences; {F} for vectors.
+ * Parameters carry their full PyTorch state_dict names ("layer1.0.conv1.weight")
+ * and PyTorch layouts; kernels use packed copies rebuilt when g->version moves. */
+#ifndef QLAB_GRAPH_H
+#define QLAB_GRAPH_H
+#include <stdint.h>
+#include "tensor.h"
+#include "rng.h"
+#include "progress.h"
+
+typedef enum {
+    QL_OP_INPUT = 0,
+    QL_OP_CONV2D,
+    QL_OP_BATCHNORM2D,
+    QL_OP_RELU,
+    QL_OP_RELU6,
+    QL_OP_MAXPOOL2D,
+    QL_OP_AVGPOOL2D,
+    QL_OP_GLOBAL_AVGPOOL,   /* {H,W,C} -> {C} */
+    QL_OP_LINEAR,           /* {F} -> {out}; also {T,F} -> {T,out} */
+    QL_OP_ADD,
+    QL_OP_FLATTEN,          /* {H,W,C} -> {C*H*W} in NCHW order */
+    QL_OP_LSTM,             /* {T,F} -> {T,hidden} */
+    QL_OP_SEQ_LAST,         /* {T,H} -> {H} */
+    QL_OP_COUNT
+} ql_op_type;
+
+#define QL_MAX_INPUTS 4
+
+typedef struct {
+    int kernel[2], stride[2], padding[2], dilation[2];
+    int groups;
+    int in_ch, out_ch;        /* conv channels; linear in/out features; lstm input/hidden */
+    int bias;                 /* conv/linear/lstm have a bias */
+    int layers;               /* lstm */
+    float eps, momentum;      /* batchnorm (PyTorch defaults 1e-5, 0.1) */
+    int ceil_mode, count_include_pad;
+} ql_attrs;
+
+/* Sensible defaults: stride 1, dilation 1, groups 1, bias 1, eps 1e-5,
+ * momentum 0.1, count_include_pad 1, layers 1. */
+void ql_attrs_default(ql_attrs *a);
+
+typedef struct {
+    char *name;           /* full state_dict name */
+    ql_tensor *value;     /* PyTorch layout */
+    ql_tensor *grad;      /* same shape, NULL until ql_graph_alloc_grads */
+    int trainable;        /* 0 for buffers such as running_mean */
+} ql_param;
+
+typedef struct ql_node {
+    char *name;
+    ql_op_type op;
+    int ninputs;
+    int inputs[QL_MAX_INPUTS];          /* indices of producer nodes (< own index) */
+    ql_attrs a;
+    int nparams;
+    ql_param *params;
+    int out_ndim;
+    int64_t out_shape[QL_MAX_DIMS];     /* per sample */
+    char precision[8];                  /* "f32" for now; quantization sets others */
+    void *priv;                         /* op-private state (packed weights, saved stats) */
+} ql_node;
+
+typedef struct ql_runtime ql_runtime;   /* activations, workspaces (graph_exec.c) */
+
+typedef struct ql_graph {
+    int nnodes, cap;
+    ql_node *nodes;
+    int output;               /* index of the output node */
+    uint64_t version;         /* bump after changing any parameter value */
+    ql_runtime *rt;
+    int profile;              /* when set, forward accumulates per-node ms */
+    double *node_ms;          /* [nnodes], valid when profile */
+} ql_graph;
+
+const char *ql_op_name(ql_op_type op);                    /* "conv2d", "batchnorm2d", ... */
+int         ql_op_from_name(const char *s, ql_op_type *out); /* 0 ok, -1 unknown */
+
+/* A graph whose input has the given per-sample shape (node "input"). */
+ql_graph *ql_graph_new(int in_ndim, const int64_t *in_shape);
+void      ql_graph_free(ql_graph *g);
+ql_graph *ql_graph_clone(const ql_graph *g);   /* deep copy of structure and parameters */
+
+/* Appends a node; infers its output shape and creates its parameters
+ * (zero-filled; BN weight/running_var = 1). Returns the index, or -1 with
+ * the error set (unknown input, duplicate name, shape mismatch ...). */
+int ql_graph_add(ql_graph *g, const char *name, ql_op_type op,
+                 const int *inputs, int ninputs, const ql_attrs *a);
+ql_status ql_graph_set_output(ql_graph *g, int idx);
+int       ql_graph_find(const ql_graph *g, const char *name);      /* -1 if absent */
+ql_param *ql_graph_param(ql_graph *g, const char *full_name);      /* NULL if absent */
+int64_t   ql_graph_param_count(const ql_graph *g);                 /* trainable elements */
+int64_t   ql_node_param_count(const ql_node *n);
+
+/* PyTorch's default initialisation (kaiming_uniform(a=sqrt(5)) for conv and
+ * linear weights, uniform(+-1/sqrt(fan_in)) for biases, LSTM uniform(+-1/sqrt(H))). */
+void ql_graph_init_params(ql_graph *g, ql_rng *r);
+
+/* Runs the graph on x (N, per-sample shape; any x whose per-sample element
+ * count matches is viewed as the input shape). *out points to graph-owned
+ * memory valid until the next call. training = 1 uses batch statistics in BN,
+ * updates running stats and keeps what backward needs; training = 0 reuses
+ * activation memory (buffers freed after their last consumer). */
+ql_status ql_graph_forward(ql_graph *g, const ql_tensor *x, const ql_tensor **out, int training);
+/* After forward(training=1): back-propagates dout (same shape as out) and
+ * accumulates parameter gradients. */
+ql_status ql_graph_backward(ql_graph *g, const ql_tensor *dout);
+ql_status ql_graph_alloc_grads(ql_graph *g);
+void      ql_graph_zero_grad(ql_graph *g);
+/* Frees activations and workspaces (they come back on the next forward). */
+void      ql_graph_release(ql_graph *g);
+/* Output of node i from the last forward (training mode keeps all; inference
+ * keeps only those still live). NULL if not available. */
+const ql_tensor *ql_graph_activation(const ql_graph *g, int i);
+
+/* Evaluation result of ql_evaluate. */
+typedef struct {
+    double top1, top5, loss;   /* top1/top5 in percent, mean loss */
+    int64_t n;
+} ql_eval_result;
+
+struct ql_loader;
+ql_status ql_evaluate(ql_graph *g, struct ql_loader *ld, const ql_progress *p, ql_eval_result *res);
+
+#endif

@@ -1,0 +1,45 @@
+/* safetensors files: 8-byte little-endian header length, a JSON header
+ * {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {k: "v"}},
+ * then the tensor bytes. The reader trusts nothing: every size, offset and
+ * dtype is checked against the file before anything is used. */
+#ifndef QLAB_SAFETENSORS_H
+#define QLAB_SAFETENSORS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "tensor.h"
+
+typedef struct {
+    char *name;
+    ql_dtype dtype;
+    int ndim;
+    int64_t shape[QL_MAX_DIMS];
+    size_t begin, end;           /* byte offsets inside the data section */
+} ql_st_entry;
+
+typedef struct {
+    int n;
+    ql_st_entry *entries;        /* in file order */
+    int nmeta;
+    char **meta_keys, **meta_values;
+    uint8_t *data;               /* the data section */
+    size_t data_size;
+} ql_st_file;
+
+/* Reads and validates a whole file; errors name the file and the problem. */
+ql_status ql_st_read(const char *path, ql_st_file **out);
+void      ql_st_free(ql_st_file *f);
+const ql_st_entry *ql_st_find(const ql_st_file *f, const char *name);
+const char *ql_st_meta(const ql_st_file *f, const char *key);   /* NULL if absent */
+/* Copies an entry into a new tensor. */
+ql_status ql_st_tensor(const ql_st_file *f, const ql_st_entry *e, ql_tensor **out);
+
+typedef struct ql_st_writer ql_st_writer;
+ql_st_writer *ql_st_writer_new(void);
+/* Tensors are referenced, not copied: they must live until write. Names unique. */
+ql_status ql_st_writer_add(ql_st_writer *w, const char *name, const ql_tensor *t);
+ql_status ql_st_writer_meta(ql_st_writer *w, const char *key, const char *value);
+/* Writes to path.tmp.<pid> then renames into place; nothing is left behind on failure. */
+ql_status ql_st_writer_write(ql_st_writer *w, const char *path);
+void      ql_st_writer_free(ql_st_writer *w);
+
+#endif
