@@ -47,7 +47,8 @@ ql_loader *ql_loader_new(const ql_dataset *d, const ql_loader_opts *o);
 void       ql_loader_free(ql_loader *l);
 void       ql_loader_reset(ql_loader *l);          /* start an epoch (reshuffles) */
 /* Next batch: x resized to (B,H,W,C) f32, labels to (B) s32. Returns 1 if a
- * batch was produced, 0 at the end of the epoch. */
+ * batch was produced, 0 at the end of the epoch, -1 (message set) if a
+ * tensor could not be resized. */
 int        ql_loader_next(ql_loader *l, ql_tensor *x, ql_tensor *labels);
 int64_t    ql_loader_num_batches(const ql_loader *l);
 int64_t    ql_loader_num_samples(const ql_loader *l);

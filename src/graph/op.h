@@ -1,0 +1,75 @@
+/* Inside the graph engine: the per-op table (shape inference, parameters,
+ * forward, backward) and the helpers the op files share. Not public: the
+ * rest of qlab talks to graphs through include/qlab/graph.h. */
+#ifndef QLAB_GRAPH_OP_H
+#define QLAB_GRAPH_OP_H
+#include <stddef.h>
+#include "qlab/graph.h"
+
+/* One node's call: inputs, output and (backward) gradients, all batch-first. */
+typedef struct {
+    ql_graph *g;
+    ql_node *n;
+    int64_t batch;                       /* N */
+    int training;                        /* forward: batch statistics, keep caches */
+    const ql_tensor *x[QL_MAX_INPUTS];   /* inputs (N, per-sample shape) */
+    ql_tensor *y;                        /* output, already sized (N, out_shape) */
+    const float *dy;                     /* backward: (N, out_shape) */
+    float *dx[QL_MAX_INPUTS];            /* backward: OVERWRITTEN; NULL = not needed */
+} ql_op_ctx;
+
+typedef struct {
+    int min_inputs, max_inputs;
+    /* Validates n->a against the inputs' per-sample shapes, fills what is
+     * inferred (in_ch ...) and sets n->out_ndim/out_shape. Errors name the node. */
+    ql_status (*infer)(ql_node *n, const ql_node *const *in);
+    /* Creates n->params (PyTorch names and layouts); NULL = no parameters. */
+    ql_status (*make_params)(ql_node *n);
+    ql_status (*forward)(ql_op_ctx *c);
+    /* Writes c->dx[k] (when not NULL) and accumulates parameter grads (when allocated). */
+    ql_status (*backward)(ql_op_ctx *c);
+    /* Frees n->priv; NULL = a single ql_malloc'ed block. */
+    void (*free_priv)(void *priv);
+} ql_op_def;
+
+const ql_op_def *ql_op_def_get(ql_op_type op);   /* NULL for an op without a table entry */
+
+extern const ql_op_def ql_op_input_def, ql_op_conv2d_def, ql_op_batchnorm2d_def,
+    ql_op_relu_def, ql_op_relu6_def, ql_op_maxpool2d_def, ql_op_avgpool2d_def,
+    ql_op_global_avgpool_def, ql_op_linear_def, ql_op_add_def, ql_op_flatten_def,
+    ql_op_lstm_def, ql_op_seq_last_def;
+
+/* Appends parameter "<node>.<suffix>", zero-filled, F32. */
+ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int64_t *shape,
+                            int trainable);
+/* Frees n->priv (op caches, packed weights); they are rebuilt on demand. */
+void ql_node_free_priv(ql_node *n);
+
+/* Graph-owned scratch of at least n floats, valid until the next call
+ * (grows, never shrinks: no allocation in steady state). NULL on ENOMEM. */
+float *ql_graph_scratch(ql_graph *g, size_t n);
+void   ql_runtime_free(ql_runtime *rt);
+
+/* Memory planning (graph_plan.c): item i lives from step start[i] to step
+ * end[i] inclusive (start < 0: not planned) and needs size[i] units. Items
+ * share slots when their lives do not overlap; a slot freed at step t is
+ * reusable from step t+1, so an output never aliases the inputs it reads.
+ * Best fit; slot_size[] = the largest item per slot. Returns the slot count.
+ * busy: scratch of nitems bytes; slot_size: room for nitems. */
+int ql_plan_slots(int nitems, int nsteps, const int *start, const int *end,
+                  const int64_t *size, int *slot, int64_t *slot_size, unsigned char *busy);
+
+/* kernel >= 1, stride >= 1, padding >= 0, dilation >= 1 (or == 1 when the
+ * op has none); errors name the node and the attribute. */
+ql_status ql_check_window(const ql_node *n, int has_dilation);
+/* "node 'x': op expects an {H,W,C} input, got (..) from 'y'" unless in is rank 3. */
+ql_status ql_check_image(const ql_node *n, const ql_node *in);
+
+/* Element count of the per-sample shape. */
+static inline int64_t ql_node_numel(const ql_node *n) {
+    int64_t k = 1;
+    for (int i = 0; i < n->out_ndim; i++) k *= n->out_shape[i];
+    return k;
+}
+
+#endif

@@ -1,0 +1,29 @@
+/* Attribute and input checks shared by the windowed ops (conv, pools). */
+#include "graph/op.h"
+
+ql_status ql_check_window(const ql_node *n, int has_dilation) {
+    const ql_attrs *a = &n->a;
+    const char *op = ql_op_name(n->op);
+    for (int i = 0; i < 2; i++) {
+        if (a->kernel[i] < 1)
+            return ql_error(QL_EINVAL, "node '%s': %s kernel must be >= 1, got [%d,%d]", n->name, op,
+                            a->kernel[0], a->kernel[1]);
+        if (a->stride[i] < 1)
+            return ql_error(QL_EINVAL, "node '%s': %s stride must be >= 1, got [%d,%d]", n->name, op,
+                            a->stride[0], a->stride[1]);
+        if (a->padding[i] < 0)
+            return ql_error(QL_EINVAL, "node '%s': %s padding must be >= 0, got [%d,%d]", n->name, op,
+                            a->padding[0], a->padding[1]);
+        if (has_dilation ? a->dilation[i] < 1 : a->dilation[i] != 1)
+            return ql_error(QL_EINVAL, "node '%s': %s dilation must be %s, got [%d,%d]", n->name, op,
+                            has_dilation ? ">= 1" : "1", a->dilation[0], a->dilation[1]);
+    }
+    return QL_OK;
+}
+
+ql_status ql_check_image(const ql_node *n, const ql_node *in) {
+    if (in->out_ndim == 3) return QL_OK;
+    char b[128];
+    return ql_error(QL_ESHAPE, "node '%s': %s expects an {H,W,C} input, got %s from '%s'", n->name,
+                    ql_op_name(n->op), ql_shape_str(in->out_ndim, in->out_shape, b, sizeof b), in->name);
+}

@@ -1,0 +1,118 @@
+/* conv2d node: PyTorch's OIHW weight in the file, an OHWI packed copy for the
+ * kernels (rebuilt when g->version moves), im2col scratch from the graph. */
+#include <string.h>
+#include "qlab/alloc.h"
+#include "qlab/ops.h"
+#include "graph/op.h"
+
+typedef struct {
+    uint64_t version;   /* g->version the copy was packed at */
+    int valid;
+    _Alignas(64) float w[];   /* (OC,KH,KW,C/groups), cache-line aligned like ql_malloc */
+} conv_priv;
+
+static ql_status conv_infer(ql_node *n, const ql_node *const *in) {
+    ql_attrs *a = &n->a;
+    QL_TRY(ql_check_image(n, in[0]));
+    QL_TRY(ql_check_window(n, 1));
+    int64_t h = in[0]->out_shape[0], w = in[0]->out_shape[1], c = in[0]->out_shape[2];
+    if (a->in_ch == 0) a->in_ch = (int)c;
+    if (a->in_ch != c)
+        return ql_error(QL_ESHAPE, "node '%s': conv2d expects %d input channels, got %lld from '%s'",
+                        n->name, a->in_ch, (long long)c, in[0]->name);
+    if (a->out_ch < 1) return ql_error(QL_EINVAL, "node '%s': conv2d out_ch must be >= 1, got %d", n->name, a->out_ch);
+    if (a->groups < 1 || a->in_ch % a->groups || a->out_ch % a->groups)
+        return ql_error(QL_EINVAL, "node '%s': conv2d groups=%d must divide in_ch=%d and out_ch=%d",
+                        n->name, a->groups, a->in_ch, a->out_ch);
+    ql_conv2d_shape s = {.n = 1, .h = (int)h, .w = (int)w, .c = (int)c, .oc = a->out_ch,
+                         .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0], .sw = a->stride[1],
+                         .ph = a->padding[0], .pw = a->padding[1], .dh = a->dilation[0],
+                         .dw = a->dilation[1], .groups = a->groups};
+    int64_t eh = (int64_t)a->dilation[0] * (a->kernel[0] - 1) + 1, ew = (int64_t)a->dilation[1] * (a->kernel[1] - 1) + 1;
+    if (eh > h + 2 * a->padding[0] || ew > w + 2 * a->padding[1])
+        return ql_error(QL_ESHAPE, "node '%s': conv2d kernel %lldx%lld (with dilation) is larger than "
+                        "the padded input %lldx%lld", n->name, (long long)eh, (long long)ew,
+                        (long long)(h + 2 * a->padding[0]), (long long)(w + 2 * a->padding[1]));
+    if (ql_conv2d_shape_init(&s) != QL_OK) return ql_error_prefix(QL_ESHAPE, "node '%s'", n->name);
+    n->out_ndim = 3;
+    n->out_shape[0] = s.oh; n->out_shape[1] = s.ow; n->out_shape[2] = a->out_ch;
+    return QL_OK;
+}
+
+static ql_status conv_params(ql_node *n) {
+    const ql_attrs *a = &n->a;
+    int64_t ws[4] = {a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]}, bs[1] = {a->out_ch};
+    QL_TRY(ql_node_add_param(n, "weight", 4, ws, 1));
+    if (a->bias) QL_TRY(ql_node_add_param(n, "bias", 1, bs, 1));
+    return QL_OK;
+}
+
+static ql_status conv_shape(const ql_op_ctx *c, ql_conv2d_shape *s) {
+    const ql_attrs *a = &c->n->a;
+    const ql_tensor *x = c->x[0];
+    *s = (ql_conv2d_shape){.n = (int)c->batch, .h = (int)x->shape[1], .w = (int)x->shape[2],
+                           .c = (int)x->shape[3], .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1],
+                           .sh = a->stride[0], .sw = a->stride[1], .ph = a->padding[0],
+                           .pw = a->padding[1], .dh = a->dilation[0], .dw = a->dilation[1],
+                           .groups = a->groups};
+    return ql_conv2d_shape_init(s);
+}
+
+/* The OHWI copy of the weight, repacked when the parameters changed. */
+static const float *packed_weight(ql_op_ctx *c) {
+    ql_node *n = c->n;
+    const ql_attrs *a = &n->a;
+    const ql_tensor *w = n->params[0].value;
+    conv_priv *p = n->priv;
+    if (!p) {
+        if (!(p = ql_malloc(sizeof *p + (size_t)w->numel * sizeof(float)))) return NULL;
+        p->valid = 0;
+        n->priv = p;
+    }
+    if (!p->valid || p->version != c->g->version) {
+        ql_conv_weight_oihw_to_ohwi(ql_f32(w), p->w, a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+        p->version = c->g->version;
+        p->valid = 1;
+    }
+    return p->w;
+}
+
+static ql_status conv_forward(ql_op_ctx *c) {
+    ql_conv2d_shape s;
+    QL_TRY(conv_shape(c, &s));
+    const float *w = packed_weight(c);
+    size_t nws = ql_conv2d_workspace(&s);
+    float *ws = ql_graph_scratch(c->g, nws);
+    if (!w || (nws && !ws)) return QL_ENOMEM;
+    const float *b = c->n->a.bias ? ql_f32(c->n->params[1].value) : NULL;
+    ql_conv2d_forward(&s, ql_f32(c->x[0]), w, b, ql_f32(c->y), ws);
+    return QL_OK;
+}
+
+/* grad (OC,IC,KH,KW) += d (OC,KH,KW,IC) */
+static void unpack_accumulate(const float *d, float *grad, int oc, int ic, int kh, int kw) {
+    for (int o = 0; o < oc; o++)
+        for (int i = 0; i < ic; i++)
+            for (int y = 0; y < kh; y++)
+                for (int x = 0; x < kw; x++)
+                    grad[(((size_t)o * ic + i) * kh + y) * kw + x] += d[(((size_t)o * kh + y) * kw + x) * ic + i];
+}
+
+static ql_status conv_backward(ql_op_ctx *c) {
+    ql_node *n = c->n;
+    const ql_attrs *a = &n->a;
+    ql_conv2d_shape s;
+    QL_TRY(conv_shape(c, &s));
+    ql_tensor *gw = n->params[0].grad, *gb = a->bias ? n->params[1].grad : NULL;
+    size_t nws = ql_conv2d_workspace(&s), nw = gw ? (size_t)gw->numel : 0;
+    const float *w = packed_weight(c);
+    float *ws = ql_graph_scratch(c->g, nws + nw);
+    if (!w || (nws + nw && !ws)) return QL_ENOMEM;
+    float *dw = nw ? ws + nws : NULL;   /* OHWI, unpacked into the OIHW grad below */
+    if (dw) memset(dw, 0, nw * sizeof *dw);
+    ql_conv2d_backward(&s, ql_f32(c->x[0]), w, c->dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
+    if (dw) unpack_accumulate(dw, ql_f32(gw), a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+    return QL_OK;
+}
+
+const ql_op_def ql_op_conv2d_def = {1, 1, conv_infer, conv_params, conv_forward, conv_backward, NULL};

@@ -1,0 +1,70 @@
+/* Measuring from Lua: qlab.clock, qlab.time_forward, qlab.memory, qlab.evaluate. */
+#include "lqlab.h"
+#include "qlab/alloc.h"
+#include "qlab/bench.h"
+
+static int l_clock(lua_State *L) { lua_pushnumber(L, ql_clock()); return 1; }
+
+static int l_memory(lua_State *L) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, ql_mem_current()); lua_setfield(L, -2, "current");
+    lua_pushinteger(L, ql_mem_peak()); lua_setfield(L, -2, "peak");
+    lua_pushinteger(L, ql_mem_rss_peak()); lua_setfield(L, -2, "rss_peak");
+    return 1;
+}
+
+static int l_reset_peak(lua_State *L) { ql_mem_reset_peak(); return 0; }
+
+/* qlab.time_forward(model, {batch, runs, warmup, input}) -> {median, p95, mean, min, images_per_s} (ms) */
+static int l_time_forward(lua_State *L) {
+    static const char *const keys[] = {"batch", "runs", "warmup", "input", NULL};
+    ql_graph *g = lq_check_model(L, 1);
+    lq_check_keys(L, 2, "time_forward", keys);
+    int batch = (int)lq_opt_int(L, 2, "batch", 1), runs = (int)lq_opt_int(L, 2, "runs", 100);
+    int warmup = (int)lq_opt_int(L, 2, "warmup", 10);
+    ql_tensor *x = NULL, *own = NULL;
+    if (lua_istable(L, 2) && lua_getfield(L, 2, "input") != LUA_TNIL) {
+        x = lq_check_tensor(L, -1);
+    } else {
+        if (batch < 1) return luaL_error(L, "time_forward: batch must be >= 1");
+        const ql_node *in = &g->nodes[0];
+        int64_t shape[QL_MAX_DIMS] = {batch};
+        for (int i = 0; i < in->out_ndim; i++) shape[i + 1] = in->out_shape[i];
+        own = x = ql_tensor_new(QL_DTYPE_F32, in->out_ndim + 1, shape);
+        if (!x) return lq_fail(L, QL_ENOMEM);
+        for (int64_t i = 0; i < x->numel; i++) ql_f32(x)[i] = ql_rng_normal(ql_rng_global());
+    }
+    ql_timing t;
+    ql_status st = ql_time_forward(g, x, runs, warmup, NULL, &t);
+    ql_tensor_free(own);
+    if (st != QL_OK) return lq_fail(L, st);
+    lua_createtable(L, 0, 7);
+    lua_pushnumber(L, t.median); lua_setfield(L, -2, "median");
+    lua_pushnumber(L, t.p95); lua_setfield(L, -2, "p95");
+    lua_pushnumber(L, t.mean); lua_setfield(L, -2, "mean");
+    lua_pushnumber(L, t.min); lua_setfield(L, -2, "min");
+    lua_pushnumber(L, t.images_per_s); lua_setfield(L, -2, "images_per_s");
+    lua_pushinteger(L, t.runs); lua_setfield(L, -2, "runs");
+    lua_pushinteger(L, t.batch); lua_setfield(L, -2, "batch");
+    return 1;
+}
+
+/* qlab.evaluate(model, loader) -> {top1, top5, loss, n} */
+static int l_evaluate(lua_State *L) {
+    ql_graph *g = lq_check_model(L, 1);
+    ql_loader *ld = lq_check_loader(L, 2);
+    ql_eval_result r;
+    LQ_TRY(L, ql_evaluate(g, ld, &lq_progress, &r));
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, r.top1); lua_setfield(L, -2, "top1");
+    lua_pushnumber(L, r.top5); lua_setfield(L, -2, "top5");
+    lua_pushnumber(L, r.loss); lua_setfield(L, -2, "loss");
+    lua_pushinteger(L, r.n); lua_setfield(L, -2, "n");
+    return 1;
+}
+
+void lq_open_bench(lua_State *L) {
+    static const luaL_Reg fns[] = {{"clock", l_clock}, {"memory", l_memory}, {"reset_peak", l_reset_peak},
+                                   {"time_forward", l_time_forward}, {"evaluate", l_evaluate}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

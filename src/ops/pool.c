@@ -1,0 +1,176 @@
+/* Max, average and global-average pooling, NHWC, with PyTorch's output-size
+ * rules (ceil_mode: the last window must start inside the input or the left
+ * padding) and avgpool's count_include_pad divisor. */
+#include <math.h>
+#include <string.h>
+#include "qlab/ops.h"
+
+static int64_t out_size(int in, int k, int st, int pad, int ceil_mode) {
+    int64_t span = (int64_t)in + 2 * pad - k;
+    int64_t o = (ceil_mode ? (span + st - 1) / st : span / st) + 1;
+    if (ceil_mode && (o - 1) * st >= (int64_t)in + pad) o--;
+    return o;
+}
+
+ql_status ql_pool2d_shape_init(ql_pool2d_shape *s) {
+    if (s->n < 0 || s->h <= 0 || s->w <= 0 || s->c <= 0)
+        return ql_error(QL_ESHAPE, "pool2d: bad input shape (N,H,W,C) = (%d,%d,%d,%d)",
+                        s->n, s->h, s->w, s->c);
+    if (s->kh <= 0 || s->kw <= 0 || s->sh <= 0 || s->sw <= 0)
+        return ql_error(QL_EINVAL, "pool2d: kernel %dx%d and stride (%d,%d) must be positive",
+                        s->kh, s->kw, s->sh, s->sw);
+    if (s->ph < 0 || s->pw < 0 || 2 * s->ph > s->kh || 2 * s->pw > s->kw)
+        return ql_error(QL_EINVAL, "pool2d: padding (%d,%d) must be >= 0 and at most half the kernel %dx%d",
+                        s->ph, s->pw, s->kh, s->kw);
+    if ((int64_t)s->h + 2 * s->ph < s->kh || (int64_t)s->w + 2 * s->pw < s->kw)
+        return ql_error(QL_ESHAPE, "pool2d: kernel %dx%d larger than padded input %dx%d",
+                        s->kh, s->kw, s->h + 2 * s->ph, s->w + 2 * s->pw);
+    int64_t oh = out_size(s->h, s->kh, s->sh, s->ph, s->ceil_mode);
+    int64_t ow = out_size(s->w, s->kw, s->sw, s->pw, s->ceil_mode);
+    if (oh <= 0 || ow <= 0 || oh > (1 << 30) || ow > (1 << 30))
+        return ql_error(QL_ESHAPE, "pool2d: bad output size %lldx%lld", (long long)oh, (long long)ow);
+    s->oh = (int)oh;
+    s->ow = (int)ow;
+    return QL_OK;
+}
+
+// x (N,H,W,C) -> y (N,OH,OW,C); argmax = ih*W+iw of the max (NaN wins, as in PyTorch)
+void ql_maxpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
+    const int C = s->c;
+    const int64_t tasks = (int64_t)s->n * s->oh;
+    #pragma omp parallel for schedule(static) if (tasks * s->ow * C * s->kh * s->kw > (1 << 15))
+    for (int64_t task = 0; task < tasks; task++) {
+        int64_t n = task / s->oh;
+        int oh = (int)(task % s->oh);
+        int h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
+        if (h0 < 0) h0 = 0;
+        if (h1 > s->h) h1 = s->h;
+        for (int ow = 0; ow < s->ow; ow++) {
+            int w0 = ow * s->sw - s->pw, w1 = w0 + s->kw;
+            if (w0 < 0) w0 = 0;
+            if (w1 > s->w) w1 = s->w;
+            int64_t o = ((n * s->oh + oh) * s->ow + ow) * C;
+            float *yo = y + o;
+            int32_t *ao = argmax ? argmax + o : NULL;
+            for (int c = 0; c < C; c++) yo[c] = -INFINITY;
+            if (ao) for (int c = 0; c < C; c++) ao[c] = h0 * s->w + w0;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++) {
+                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                    int32_t idx = ih * s->w + iw;
+                    for (int c = 0; c < C; c++) {
+                        float v = xp[c];
+                        if (v > yo[c] || isnan(v)) {
+                            yo[c] = v;
+                            if (ao) ao[c] = idx;
+                        }
+                    }
+                }
+        }
+    }
+}
+
+// dx (N,H,W,C) = scatter-add of dy at argmax; images are independent
+void ql_maxpool2d_backward(const ql_pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
+    const int C = s->c;
+    const int64_t in_img = (int64_t)s->h * s->w * C, out_px = (int64_t)s->oh * s->ow;
+    #pragma omp parallel for schedule(static) if (s->n > 1 && out_px * C * s->n > (1 << 15))
+    for (int64_t n = 0; n < s->n; n++) {
+        float *d = dx + n * in_img;
+        memset(d, 0, sizeof(float) * in_img);
+        for (int64_t p = 0; p < out_px; p++) {
+            const float *g = dy + (n * out_px + p) * C;
+            const int32_t *a = argmax + (n * out_px + p) * C;
+            for (int c = 0; c < C; c++) d[(int64_t)a[c] * C + c] += g[c];
+        }
+    }
+}
+
+// window rows [*lo,*hi) clipped to the input, and the unclipped size (pads
+// count but not the part past the right padding, as in PyTorch)
+static int window(int o, int st, int pad, int k, int in, int *lo, int *hi) {
+    int a = o * st - pad, b = a + k;
+    if (b > in + pad) b = in + pad;
+    int size = b - a;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > in ? in : b;
+    return size;
+}
+
+// x (N,H,W,C) -> y (N,OH,OW,C)
+void ql_avgpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y) {
+    const int C = s->c;
+    const int64_t tasks = (int64_t)s->n * s->oh;
+    #pragma omp parallel for schedule(static) if (tasks * s->ow * C * s->kh * s->kw > (1 << 15))
+    for (int64_t task = 0; task < tasks; task++) {
+        int64_t n = task / s->oh;
+        int oh = (int)(task % s->oh), h0, h1, w0, w1;
+        int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
+        for (int ow = 0; ow < s->ow; ow++) {
+            int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
+            int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
+            float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+            float *yo = y + ((n * s->oh + oh) * s->ow + ow) * C;
+            memset(yo, 0, sizeof(float) * C);
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++) {
+                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                    for (int c = 0; c < C; c++) yo[c] += xp[c];
+                }
+            for (int c = 0; c < C; c++) yo[c] *= inv;
+        }
+    }
+}
+
+// dx (N,H,W,C) = each dy spread evenly over its window; images are independent
+void ql_avgpool2d_backward(const ql_pool2d_shape *s, const float *dy, float *dx) {
+    const int C = s->c;
+    const int64_t in_img = (int64_t)s->h * s->w * C;
+    #pragma omp parallel for schedule(static) if (s->n > 1 && (int64_t)s->n * s->oh * s->ow * C > (1 << 15))
+    for (int64_t n = 0; n < s->n; n++) {
+        float *d = dx + n * in_img;
+        memset(d, 0, sizeof(float) * in_img);
+        for (int oh = 0; oh < s->oh; oh++) {
+            int h0, h1, w0, w1;
+            int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
+            for (int ow = 0; ow < s->ow; ow++) {
+                int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
+                int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
+                float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+                const float *g = dy + ((n * s->oh + oh) * s->ow + ow) * C;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++) {
+                        float *dp = d + ((int64_t)ih * s->w + iw) * C;
+                        for (int c = 0; c < C; c++) dp[c] += g[c] * inv;
+                    }
+            }
+        }
+    }
+}
+
+// x (N,HW,C) -> y (N,C)
+void ql_global_avgpool_forward(int n, int hw, int c, const float *x, float *y) {
+    #pragma omp parallel for schedule(static) if ((int64_t)n * hw * c > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        float *yi = y + i * c;
+        memset(yi, 0, sizeof(float) * c);
+        for (int64_t p = 0; p < hw; p++) {
+            const float *xp = x + (i * hw + p) * c;
+            for (int j = 0; j < c; j++) yi[j] += xp[j];
+        }
+        float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
+        for (int j = 0; j < c; j++) yi[j] *= inv;
+    }
+}
+
+// dy (N,C) -> dx (N,HW,C) = dy / HW everywhere
+void ql_global_avgpool_backward(int n, int hw, int c, const float *dy, float *dx) {
+    float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
+    #pragma omp parallel for schedule(static) if ((int64_t)n * hw * c > (1 << 16))
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t p = 0; p < hw; p++) {
+            float *d = dx + (i * hw + p) * c;
+            const float *g = dy + i * c;
+            for (int j = 0; j < c; j++) d[j] = g[j] * inv;
+        }
+}

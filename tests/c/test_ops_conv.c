@@ -1,0 +1,278 @@
+/* conv2d: forward against a direct NHWC loop over the OIHW weight, backward
+ * by central finite differences and against a direct backward loop. */
+#include <stdlib.h>
+#include "test.h"
+#include "qlab/ops.h"
+#include "qlab/rng.h"
+
+static float *randn(size_t n) {
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) p[i] = ql_rng_normal(ql_rng_global());
+    return p;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static ql_conv2d_shape mk(int n, int h, int w, int c, int oc, int kh, int kw, int st, int pad,
+                          int dil, int groups) {
+    ql_conv2d_shape s = {.n = n, .h = h, .w = w, .c = c, .oc = oc, .kh = kh, .kw = kw,
+                         .sh = st, .sw = st, .ph = pad, .pw = pad, .dh = dil, .dw = dil,
+                         .groups = groups};
+    return s;
+}
+
+// direct conv: x (N,H,W,C), w (OC,C/g,KH,KW) OIHW -> y (N,OH,OW,OC)
+static void conv_ref(const ql_conv2d_shape *s, const float *x, const float *w, const float *b,
+                     float *y) {
+    int cg = s->c / s->groups, ocg = s->oc / s->groups;
+    for (int n = 0; n < s->n; n++)
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++)
+                for (int o = 0; o < s->oc; o++) {
+                    double acc = b ? b[o] : 0;
+                    int g = o / ocg;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int ih = oh * s->sh - s->ph + ki * s->dh;
+                                int iw = ow * s->sw - s->pw + kj * s->dw;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                                acc += (double)x[((n * s->h + ih) * s->w + iw) * s->c + g * cg + ci] *
+                                       w[((o * cg + ci) * s->kh + ki) * s->kw + kj];
+                            }
+                    y[((n * s->oh + oh) * s->ow + ow) * s->oc + o] = (float)acc;
+                }
+}
+
+// direct backward: dx overwritten, dw (OIHW) and db overwritten
+static void conv_ref_backward(const ql_conv2d_shape *s, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw, float *db) {
+    int cg = s->c / s->groups, ocg = s->oc / s->groups;
+    memset(dx, 0, sizeof(float) * s->n * s->h * s->w * s->c);
+    memset(dw, 0, sizeof(float) * s->oc * cg * s->kh * s->kw);
+    memset(db, 0, sizeof(float) * s->oc);
+    for (int n = 0; n < s->n; n++)
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++)
+                for (int o = 0; o < s->oc; o++) {
+                    float g = dy[((n * s->oh + oh) * s->ow + ow) * s->oc + o];
+                    int grp = o / ocg;
+                    db[o] += g;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int ih = oh * s->sh - s->ph + ki * s->dh;
+                                int iw = ow * s->sw - s->pw + kj * s->dw;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                                size_t xi = ((size_t)(n * s->h + ih) * s->w + iw) * s->c + grp * cg + ci;
+                                size_t wi = ((size_t)(o * cg + ci) * s->kh + ki) * s->kw + kj;
+                                dx[xi] += g * w[wi];
+                                dw[wi] += g * x[xi];
+                            }
+                }
+}
+
+typedef struct {
+    ql_conv2d_shape s;
+    float *x, *w, *b, *r, *y, *ws;   /* w is OHWI */
+    size_t ny;
+} conv_ctx;
+
+static double conv_loss(conv_ctx *c) {
+    ql_conv2d_forward(&c->s, c->x, c->w, c->b, c->y, c->ws);
+    return dot(c->y, c->r, c->ny);
+}
+
+// max |analytic - numeric| / max |numeric| over (a subset of) p
+static double fd_err(conv_ctx *c, float *p, const float *grad, size_t n) {
+    const float eps = 1e-3f;
+    size_t step = n > 300 ? n / 300 : 1;
+    double maxdiff = 0, maxnum = 1e-6;
+    for (size_t i = 0; i < n; i += step) {
+        float v = p[i];
+        p[i] = v + eps;
+        double lp = conv_loss(c);
+        p[i] = v - eps;
+        double lm = conv_loss(c);
+        p[i] = v;
+        double num = (lp - lm) / (2.0 * eps);
+        maxdiff = fmax(maxdiff, fabs(num - grad[i]));
+        maxnum = fmax(maxnum, fabs(num));
+    }
+    return maxdiff / maxnum;
+}
+
+static float *alloc_ws(const ql_conv2d_shape *s) {
+    size_t n = ql_conv2d_workspace(s);
+    return n ? malloc(sizeof(float) * n) : NULL;   // exact size: ASan catches overruns
+}
+
+// forward vs reference; returns max rel error
+static double check_forward(ql_conv2d_shape s, int bias) {
+    if (ql_conv2d_shape_init(&s) != QL_OK) return INFINITY;
+    int cg = s.c / s.groups;
+    size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * cg * s.kh * s.kw;
+    size_t ny = (size_t)s.n * s.oh * s.ow * s.oc;
+    float *x = randn(nx), *w = randn(nw), *b = bias ? randn(s.oc) : NULL;
+    float *wp = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny);
+    float *yr = malloc(sizeof(float) * ny), *ws = alloc_ws(&s);
+    ql_conv_weight_oihw_to_ohwi(w, wp, s.oc, cg, s.kh, s.kw);
+    ql_conv2d_forward(&s, x, wp, b, y, ws);
+    conv_ref(&s, x, w, b, yr);
+    double err = ql_test_maxrel(y, yr, (long)ny);
+    free(x); free(w); free(b); free(wp); free(y); free(yr); free(ws);
+    return err;
+}
+
+TEST(conv2d_forward_cases) {
+    struct { ql_conv2d_shape s; int bias; const char *what; } cases[] = {
+        {mk(1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1), 1, "3x3 pad 1"},
+        {mk(2, 7, 6, 3, 5, 3, 3, 2, 1, 1, 1), 1, "stride 2, odd sizes, batch 2"},
+        {mk(2, 9, 8, 4, 6, 3, 3, 1, 2, 2, 1), 0, "dilation 2"},
+        {mk(3, 6, 7, 6, 4, 3, 2, 1, 1, 1, 2), 1, "groups 2, 3x2 kernel"},
+        {mk(2, 8, 8, 6, 9, 3, 3, 2, 2, 2, 3), 1, "groups 3, stride 2, dilation 2"},
+        {mk(2, 7, 5, 8, 8, 3, 3, 1, 1, 1, 8), 1, "depthwise"},
+        {mk(2, 9, 8, 5, 5, 5, 5, 2, 2, 1, 5), 0, "depthwise 5x5 stride 2"},
+        {mk(1, 8, 9, 4, 4, 3, 3, 1, 2, 2, 4), 1, "depthwise dilation 2"},
+        {mk(2, 6, 6, 4, 8, 3, 3, 1, 1, 1, 4), 1, "channel multiplier 2 (grouped path)"},
+        {mk(3, 5, 7, 6, 10, 1, 1, 1, 0, 1, 1), 1, "1x1 direct gemm"},
+        {mk(2, 5, 7, 6, 4, 1, 1, 1, 0, 1, 2), 1, "1x1 grouped direct gemm"},
+        {mk(2, 7, 7, 6, 10, 1, 1, 2, 0, 1, 1), 1, "1x1 stride 2 (im2col)"},
+        {mk(1, 4, 4, 2, 3, 4, 4, 1, 0, 1, 1), 1, "kernel = input"},
+        {mk(2, 11, 13, 3, 7, 7, 7, 2, 3, 1, 1), 1, "7x7 stride 2 stem"},
+        {mk(1, 1, 1, 3, 2, 3, 3, 1, 1, 1, 1), 1, "1x1 image, 3x3 kernel, pad 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        double err = check_forward(cases[i].s, cases[i].bias);
+        CHECK_MSG(err < 1e-4, "forward %s: maxrel %g", cases[i].what, err);
+    }
+}
+
+TEST(conv2d_forward_chunked_batch) {
+    // K = 3*3*64 = 576 per group: the im2col chunk holds fewer rows than the batch
+    ql_conv2d_shape s = mk(5, 20, 20, 64, 16, 3, 3, 1, 1, 1, 1);
+    CHECK_OK(ql_conv2d_shape_init(&s));
+    size_t rows = (size_t)s.n * s.oh * s.ow, k = 576;
+    CHECK(ql_conv2d_workspace(&s) < rows * k);
+    CHECK(ql_conv2d_workspace(&s) % k == 0);
+    CHECK(check_forward(s, 1) < 1e-4);
+    ql_conv2d_shape s2 = mk(12, 30, 30, 128, 32, 3, 3, 2, 1, 2, 2);
+    CHECK_OK(ql_conv2d_shape_init(&s2));
+    CHECK(ql_conv2d_workspace(&s2) < (size_t)s2.n * s2.oh * s2.ow * k);
+    CHECK(check_forward(s2, 0) < 1e-4);
+}
+
+TEST(conv2d_workspace_sizes) {
+    ql_conv2d_shape pw = mk(64, 56, 56, 64, 256, 1, 1, 1, 0, 1, 1), dw = mk(64, 56, 56, 64, 64, 3, 3, 1, 1, 1, 64);
+    ql_conv2d_shape big = mk(256, 56, 56, 64, 64, 3, 3, 1, 1, 1, 1);
+    CHECK_OK(ql_conv2d_shape_init(&pw));
+    CHECK_OK(ql_conv2d_shape_init(&dw));
+    CHECK_OK(ql_conv2d_shape_init(&big));
+    CHECK(ql_conv2d_workspace(&pw) == 0);
+    CHECK(ql_conv2d_workspace(&dw) == 2 * 9 * 64);
+    CHECK(ql_conv2d_workspace(&big) <= (size_t)2 << 20);   // bounded, not N*OH*OW*K
+}
+
+TEST(conv2d_shape_errors) {
+    ql_conv2d_shape bad[] = {
+        mk(1, 0, 5, 3, 4, 3, 3, 1, 1, 1, 1),    // empty input
+        mk(1, 5, 5, 3, 4, 3, 3, 0, 1, 1, 1),    // stride 0
+        mk(1, 5, 5, 3, 4, 3, 3, 1, -1, 1, 1),   // negative pad
+        mk(1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 2),    // groups do not divide c
+        mk(1, 5, 5, 4, 3, 3, 3, 1, 1, 1, 2),    // groups do not divide oc
+        mk(1, 2, 2, 3, 4, 5, 5, 1, 0, 1, 1),    // kernel larger than input
+        mk(1, 5, 5, 3, 4, 3, 3, 1, 0, 3, 1),    // dilated kernel larger than input
+        mk(1, 5, 5, 3, 0, 3, 3, 1, 0, 1, 1),    // no output channel
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ql_error_clear();
+        CHECK_MSG(ql_conv2d_shape_init(&bad[i]) != QL_OK, "bad shape %zu accepted", i);
+        CHECK(strncmp(ql_last_error(), "conv2d: ", 8) == 0);
+    }
+    ql_conv2d_shape s = mk(2, 7, 6, 3, 5, 3, 3, 2, 1, 1, 1);
+    CHECK_OK(ql_conv2d_shape_init(&s));
+    CHECK(s.oh == 4 && s.ow == 3);
+}
+
+TEST(conv2d_weight_layout_roundtrip) {
+    int oc = 5, ic = 3, kh = 2, kw = 4;
+    size_t n = (size_t)oc * ic * kh * kw;
+    float *a = randn(n), *b = malloc(sizeof(float) * n), *c = malloc(sizeof(float) * n);
+    ql_conv_weight_oihw_to_ohwi(a, b, oc, ic, kh, kw);
+    // element (o,i,y,x): OIHW ((o*ic+i)*kh+y)*kw+x, OHWI ((o*kh+y)*kw+x)*ic+i
+    CHECK(b[((4 * kh + 1) * kw + 2) * ic + 1] == a[((4 * ic + 1) * kh + 1) * kw + 2]);
+    ql_conv_weight_ohwi_to_oihw(b, c, oc, ic, kh, kw);
+    CHECK(memcmp(a, c, sizeof(float) * n) == 0);
+    free(a); free(b); free(c);
+}
+
+// finite differences on x, w, b; checks dx overwrite and dw/db accumulation
+static void check_backward(ql_conv2d_shape s, const char *what) {
+    CHECK_OK(ql_conv2d_shape_init(&s));
+    int cg = s.c / s.groups;
+    size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * cg * s.kh * s.kw;
+    conv_ctx c = {.s = s, .ny = (size_t)s.n * s.oh * s.ow * s.oc};
+    c.x = randn(nx); c.w = randn(nw); c.b = randn(s.oc); c.r = randn(c.ny);
+    c.y = malloc(sizeof(float) * c.ny);
+    c.ws = alloc_ws(&s);
+    float *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
+    float *db = malloc(sizeof(float) * s.oc);
+    for (size_t i = 0; i < nx; i++) dx[i] = NAN;          // must be overwritten
+    for (size_t i = 0; i < nw; i++) dw[i] = 0.5f;         // must be accumulated onto
+    for (int i = 0; i < s.oc; i++) db[i] = 0.5f;
+    ql_conv2d_backward(&s, c.x, c.w, c.r, dx, dw, db, c.ws);
+    for (size_t i = 0; i < nw; i++) dw[i] -= 0.5f;
+    for (int i = 0; i < s.oc; i++) db[i] -= 0.5f;
+    double ex = fd_err(&c, c.x, dx, nx), ew = fd_err(&c, c.w, dw, nw), eb = fd_err(&c, c.b, db, s.oc);
+    CHECK_MSG(ex < 1e-2 && ew < 1e-2 && eb < 1e-2, "backward %s: dx %g dw %g db %g", what, ex, ew, eb);
+    // NULL skips: dx alone must equal the full call's dx
+    float *dx2 = malloc(sizeof(float) * nx);
+    ql_conv2d_backward(&s, c.x, c.w, c.r, dx2, NULL, NULL, c.ws);
+    CHECK(memcmp(dx, dx2, sizeof(float) * nx) == 0);
+    free(c.x); free(c.w); free(c.b); free(c.r); free(c.y); free(c.ws);
+    free(dx); free(dw); free(db); free(dx2);
+}
+
+TEST(conv2d_backward_finite_differences) {
+    check_backward(mk(2, 5, 6, 3, 4, 3, 3, 1, 1, 1, 1), "3x3 pad 1");
+    check_backward(mk(2, 7, 6, 3, 4, 3, 3, 2, 1, 1, 1), "stride 2");
+    check_backward(mk(1, 7, 8, 4, 4, 3, 3, 1, 2, 2, 2), "dilation 2 groups 2");
+    check_backward(mk(2, 6, 5, 6, 6, 3, 3, 2, 1, 1, 6), "depthwise stride 2");
+    check_backward(mk(1, 7, 7, 3, 3, 3, 3, 1, 2, 2, 3), "depthwise dilation 2");
+    check_backward(mk(2, 4, 5, 6, 4, 1, 1, 1, 0, 1, 1), "1x1 direct");
+    check_backward(mk(2, 4, 5, 6, 4, 1, 1, 1, 0, 1, 2), "1x1 grouped direct");
+    check_backward(mk(2, 5, 5, 4, 3, 1, 1, 2, 0, 1, 1), "1x1 stride 2");
+    check_backward(mk(1, 6, 6, 2, 4, 3, 3, 1, 1, 1, 2), "groups 2 (multiplier 2)");
+}
+
+// big batch: chunked backward against the direct backward loop
+TEST(conv2d_backward_chunked_vs_reference) {
+    ql_conv2d_shape cases[] = {mk(5, 20, 20, 64, 16, 3, 3, 1, 1, 1, 1),
+                               mk(12, 30, 30, 128, 8, 3, 3, 2, 1, 2, 2)};
+    for (int t = 0; t < 2; t++) {
+        ql_conv2d_shape s = cases[t];
+        CHECK_OK(ql_conv2d_shape_init(&s));
+        int cg = s.c / s.groups;
+        size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * cg * s.kh * s.kw;
+        size_t ny = (size_t)s.n * s.oh * s.ow * s.oc;
+        CHECK(ql_conv2d_workspace(&s) < (size_t)s.n * s.oh * s.ow * cg * 9);
+        float *x = randn(nx), *w = randn(nw), *dy = randn(ny), *wp = malloc(sizeof(float) * nw);
+        float *dx = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float));
+        float *db = calloc(s.oc, sizeof(float)), *ws = alloc_ws(&s);
+        float *rdx = malloc(sizeof(float) * nx), *rdw = malloc(sizeof(float) * nw);
+        float *rdb = malloc(sizeof(float) * s.oc), *dwo = malloc(sizeof(float) * nw);
+        ql_conv_weight_oihw_to_ohwi(w, wp, s.oc, cg, s.kh, s.kw);
+        ql_conv2d_backward(&s, x, wp, dy, dx, dw, db, ws);
+        ql_conv_weight_ohwi_to_oihw(dw, dwo, s.oc, cg, s.kh, s.kw);
+        conv_ref_backward(&s, x, w, dy, rdx, rdw, rdb);
+        CHECK_MSG(ql_test_maxrel(dx, rdx, (long)nx) < 1e-4, "case %d dx", t);
+        CHECK_MSG(ql_test_maxrel(dwo, rdw, (long)nw) < 1e-3, "case %d dw", t);
+        CHECK_MSG(ql_test_maxrel(db, rdb, s.oc) < 1e-3, "case %d db", t);
+        free(x); free(w); free(dy); free(wp); free(dx); free(dw); free(db); free(ws);
+        free(rdx); free(rdw); free(rdb); free(dwo);
+    }
+}
