@@ -5,7 +5,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
 OPT      ?= -O2 -g
-CFLAGS   += -std=gnu11 $(OPT) $(WARN) -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
+CFLAGS   += -std=gnu11 $(OPT) -ffp-contract=off $(WARN) -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -lncursesw -lz -lm -fopenmp
 BUILD    ?= build
 

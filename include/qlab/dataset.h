@@ -4,6 +4,7 @@
 #define QLAB_DATASET_H
 #include <stdint.h>
 #include "tensor.h"
+#include "rng.h"
 
 typedef struct ql_dataset {
     char *name;
@@ -54,5 +55,8 @@ int64_t    ql_loader_num_batches(const ql_loader *l);
 int64_t    ql_loader_num_samples(const ql_loader *l);
 const ql_dataset *ql_loader_dataset(const ql_loader *l);
 const ql_loader_opts *ql_loader_options(const ql_loader *l);
+/* The loader's own generator (shuffle and augmentation): checkpoints save and
+ * restore it so a resumed run sees the same batches. */
+ql_rng    *ql_loader_rng(ql_loader *l);
 
 #endif

@@ -111,8 +111,13 @@ ql_status ql_graph_forward(ql_graph *g, const ql_tensor *x, const ql_tensor **ou
 ql_status ql_graph_backward(ql_graph *g, const ql_tensor *dout);
 ql_status ql_graph_alloc_grads(ql_graph *g);
 void      ql_graph_zero_grad(ql_graph *g);
-/* Frees activations and workspaces (they come back on the next forward). */
+/* Frees activations, workspaces and op-private state such as packed weights
+ * (they come back on the next forward). Call it after changing nodes in place. */
 void      ql_graph_release(ql_graph *g);
+/* Input gradients (saliency, adversarial inputs, tests): when on, backward
+ * also computes d loss / d x, readable until the next forward. */
+ql_status ql_graph_set_input_grad(ql_graph *g, int on);
+const ql_tensor *ql_graph_input_grad(const ql_graph *g);   /* (N, input shape) or NULL */
 /* Output of node i from the last forward (training mode keeps all; inference
  * keeps only those still live). NULL if not available. */
 const ql_tensor *ql_graph_activation(const ql_graph *g, int i);

@@ -11,6 +11,29 @@ local core = require "qlab.core"
 
 local M = {}
 
+-- Plain data (numbers, strings, booleans, tables of them) to Lua source.
+local function serialize(v)
+  local t = type(v)
+  if t == "number" then return string.format("%.17g", v)
+  elseif t == "string" then return string.format("%q", v)
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "table" then
+    local parts = {}
+    for k, x in pairs(v) do
+      if type(x) ~= "function" and type(x) ~= "userdata" then
+        parts[#parts + 1] = "[" .. serialize(k) .. "]=" .. serialize(x)
+      end
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return "nil"
+end
+
+local function deserialize(s)
+  local f = assert(load("return " .. s, "checkpoint state", "t", {}))
+  return f()
+end
+
 local function lr_at(o, e)   -- e: fractional epoch in [0, epochs)
   local lr, warm = o.lr, o.warmup or 0
   if warm > 0 and e < warm then return lr * (e + 1e-3) / warm end
@@ -61,7 +84,7 @@ function M.train(model, loader, o)
     local f = io.open(o.checkpoint, "rb")
     if f then
       f:close()
-      local st = core.checkpoint_load(o.checkpoint, model, opt, loader)
+      local st = deserialize(core.checkpoint_load(o.checkpoint, model, opt, loader))
       start = st.epoch + 1
       history.epochs = st.history or {}
       if not o.quiet then io.stderr:write(string.format("resumed from %s after epoch %d\n", o.checkpoint, st.epoch)) end
@@ -109,7 +132,7 @@ function M.train(model, loader, o)
       io.stdout:flush()
     end
     if o.checkpoint then
-      core.checkpoint_save(o.checkpoint, model, opt, loader, {epoch = epoch, history = history.epochs})
+      core.checkpoint_save(o.checkpoint, model, opt, loader, serialize{epoch = epoch, history = history.epochs})
     end
     if o.on_epoch and o.on_epoch(rec) == false then break end
   end

@@ -22,7 +22,15 @@ ql_status ql_error_prefix(ql_status code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(msg, sizeof msg, "%s: %s", pre, old);
+    /* truncation is fine: the prefix matters most */
+    size_t k = strlen(pre);
+    if (k > sizeof msg - 3) k = sizeof msg - 3;
+    memcpy(msg, pre, k);
+    msg[k] = ':'; msg[k + 1] = ' ';
+    size_t rest = sizeof msg - k - 3, n = strlen(old);
+    if (n > rest) n = rest;
+    memcpy(msg + k + 2, old, n);
+    msg[k + 2 + n] = 0;
     return code;
 }
 

@@ -6,7 +6,7 @@
 int ql_plan_slots(int nitems, int nsteps, const int *start, const int *end,
                   const int64_t *size, int *slot, int64_t *slot_size, unsigned char *busy) {
     int nslots = 0;
-    for (int i = 0; i < nitems; i++) slot[i] = -1;
+    for (int i = 0; i < nitems; i++) { slot[i] = -1; busy[i] = 0; }
     for (int t = 0; t < nsteps; t++) {
         for (int i = 0; i < nitems; i++) {
             if (start[i] != t) continue;
@@ -26,6 +26,5 @@ int ql_plan_slots(int nitems, int nsteps, const int *start, const int *end,
         for (int i = 0; i < nitems; i++)
             if (slot[i] >= 0 && end[i] == t) busy[slot[i]] = 0;
     }
-    for (int s = 0; s < nslots; s++) busy[s] = 0;
     return nslots;
 }

@@ -75,7 +75,7 @@ static ql_status bn_forward(ql_op_ctx *c) {
 static ql_status bn_backward(ql_op_ctx *c) {
     ql_node *n = c->n;
     bn_priv *p = n->priv;
-    if (!p) return ql_error(QL_ESTATE, "node '%s': no batch statistics saved by forward", n->name);
+    if (!p) return ql_error(QL_ESTATE, "no batch statistics saved (forward with training=1 first)");
     ql_tensor *gg = n->params[0].grad, *gb = n->params[1].grad;
     ql_batchnorm_backward_train(c->x[0]->numel / n->a.in_ch, n->a.in_ch, ql_f32(c->x[0]),
                                 ql_f32(n->params[0].value), p->save_mean, p->save_invstd, c->dy,

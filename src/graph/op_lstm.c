@@ -113,7 +113,7 @@ static ql_status lstm_backward(ql_op_ctx *c) {
     ql_lstm_shape s = lstm_shape(c);
     lstm_priv *p = n->priv;
     if (!p || p->cache_cap < ql_lstm_cache_floats(&s))
-        return ql_error(QL_ESTATE, "node '%s': no cache saved by forward", n->name);
+        return ql_error(QL_ESTATE, "no cache saved (forward with training=1 first)");
     float *wi[MAX_LAYERS], *wh[MAX_LAYERS], *bi[MAX_LAYERS], *bh[MAX_LAYERS];
     float *gwi[MAX_LAYERS], *gwh[MAX_LAYERS], *gbi[MAX_LAYERS], *gbh[MAX_LAYERS];
     gather(n, 0, wi, wh, bi, bh);

@@ -70,7 +70,7 @@ static ql_status maxpool_backward(ql_op_ctx *c) {
     QL_TRY(pool_ctx_shape(c, &s));
     maxpool_priv *p = c->n->priv;
     if (!p || p->cap < (size_t)c->y->numel)
-        return ql_error(QL_ESTATE, "node '%s': no argmax saved by forward", c->n->name);
+        return ql_error(QL_ESTATE, "no argmax saved (forward with training=1 first)");
     if (c->dx[0]) ql_maxpool2d_backward(&s, p->argmax, c->dy, c->dx[0]);
     return QL_OK;
 }

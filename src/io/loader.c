@@ -86,6 +86,7 @@ int64_t ql_loader_num_samples(const ql_loader *l) {
 
 const ql_dataset *ql_loader_dataset(const ql_loader *l) { return l->d; }
 const ql_loader_opts *ql_loader_options(const ql_loader *l) { return &l->o; }
+ql_rng *ql_loader_rng(ql_loader *l) { return &l->rng; }
 
 /* One sample: crop window offset (dy,dx) into the zero-padded image, then an
  * optional mirror; out (H,W,C) f32. Pixels of the padding are u8 zero. */

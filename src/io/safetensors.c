@@ -82,8 +82,9 @@ static ql_status parse_entry(const char *path, const cJSON *j, size_t data_size,
         return ql_error(QL_EFORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, nm,
                         (long long)b, (long long)en);
     if ((uint64_t)en > data_size)
-        return ql_error(QL_EFORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] end beyond the data section (%zu bytes)",
-                        path, nm, (long long)b, (long long)en, data_size);
+        return ql_error(QL_EFORMAT,
+                        "%s: tensor '%s': data_offsets [%lld, %lld] end beyond the data section (%zu bytes)", path,
+                        nm, (long long)b, (long long)en, data_size);
     e->begin = (size_t)b;
     e->end = (size_t)en;
     size_t need = (size_t)numel * ql_dtype_size(e->dtype);
@@ -199,7 +200,11 @@ ql_status ql_st_read(const char *path, ql_st_file **out) {
     ql_st_file *f = NULL;
     ql_status s = QL_OK;
     uint8_t lenb[8];
-    if (size < 8) { s = ql_error(QL_EFORMAT, "%s: file is %llu bytes, shorter than the 8-byte header length", path, (unsigned long long)size); goto fail; }
+    if (size < 8) {
+        s = ql_error(QL_EFORMAT, "%s: file is %llu bytes, shorter than the 8-byte header length", path,
+                     (unsigned long long)size);
+        goto fail;
+    }
     if ((s = read_all(fp, path, lenb, 8, "header length"))) goto fail;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | lenb[i];
@@ -304,7 +309,8 @@ ql_status ql_st_writer_add(ql_st_writer *w, const char *name, const ql_tensor *t
         t->numel != ql_shape_numel(t->ndim, t->shape) || (t->numel && !t->data))
         return ql_error(QL_EINVAL, "safetensors writer: tensor '%s' is inconsistent (dtype, rank or data)", name);
     for (int i = 0; i < w->n; i++)
-        if (!strcmp(w->names[i], name)) return ql_error(QL_EINVAL, "safetensors writer: duplicate tensor name '%s'", name);
+        if (!strcmp(w->names[i], name))
+            return ql_error(QL_EINVAL, "safetensors writer: duplicate tensor name '%s'", name);
     QL_TRY(grow((void ***)&w->names, (void ***)&w->tensors, &w->cap, w->n));
     if (!(w->names[w->n] = ql_strdup(name))) return QL_ENOMEM;
     w->tensors[w->n++] = t;

@@ -146,7 +146,9 @@ static int l_ld_next(lua_State *L) {
     if (!x || !y) { ql_tensor_free(x); ql_tensor_free(y); return lq_fail(L, QL_ENOMEM); }
     lq_push_tensor(L, x);
     lq_push_tensor(L, y);
-    if (!ql_loader_next(ld, x, y)) { lua_pushnil(L); return 1; }
+    int r = ql_loader_next(ld, x, y);
+    if (r < 0) return lq_fail(L, QL_ENOMEM);
+    if (r == 0) { lua_pushnil(L); return 1; }
     return 2;
 }
 

@@ -3,7 +3,9 @@
  *   local loss, correct = model:train_step(opt, x, labels, lr)  */
 #include <string.h>
 #include "lqlab.h"
+#include "qlab/checkpoint.h"
 #include "qlab/optim.h"
+#include "qlab/alloc.h"
 
 typedef struct { ql_optim *o; } l_optim;
 
@@ -92,6 +94,27 @@ static int l_train_step(lua_State *L) {
     return 2;
 }
 
+/* qlab.checkpoint_save(path, model, opt, loader, state_text) */
+static int l_ckpt_save(lua_State *L) {
+    ql_graph *g = lq_check_model(L, 2);
+    ql_optim *o = lq_check_optim(L, 3);
+    ql_loader *ld = lq_check_loader(L, 4);
+    LQ_TRY(L, ql_checkpoint_save(luaL_checkstring(L, 1), g, o, ql_loader_rng(ld), luaL_checkstring(L, 5)));
+    return 0;
+}
+
+/* qlab.checkpoint_load(path, model, opt, loader) -> state_text */
+static int l_ckpt_load(lua_State *L) {
+    ql_graph *g = lq_check_model(L, 2);
+    ql_optim *o = lq_check_optim(L, 3);
+    ql_loader *ld = lq_check_loader(L, 4);
+    char *text = NULL;
+    LQ_TRY(L, ql_checkpoint_load(luaL_checkstring(L, 1), g, o, ql_loader_rng(ld), &text));
+    lua_pushstring(L, text);
+    ql_free(text);
+    return 1;
+}
+
 static int l_gc(lua_State *L) {
     l_optim *u = luaL_checkudata(L, 1, QL_MT_OPTIM);
     ql_optim_free(u->o);
@@ -120,6 +143,10 @@ void lq_open_optim(lua_State *L) {
     static const luaL_Reg fns[] = {{"sgd", l_sgd}, {"adam", l_adam}, {"adamw", l_adamw}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "optim");
+    lua_pushcfunction(L, l_ckpt_save);
+    lua_setfield(L, -2, "checkpoint_save");
+    lua_pushcfunction(L, l_ckpt_load);
+    lua_setfield(L, -2, "checkpoint_load");
     /* model:train_step */
     luaL_getmetatable(L, QL_MT_MODEL);
     lua_getfield(L, -1, "__index");

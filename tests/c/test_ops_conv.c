@@ -252,20 +252,26 @@ TEST(conv2d_backward_finite_differences) {
 // big batch: chunked backward against the direct backward loop
 TEST(conv2d_backward_chunked_vs_reference) {
     ql_conv2d_shape cases[] = {mk(5, 20, 20, 64, 16, 3, 3, 1, 1, 1, 1),
-                               mk(12, 30, 30, 128, 8, 3, 3, 2, 1, 2, 2)};
-    for (int t = 0; t < 2; t++) {
+                               mk(12, 30, 30, 128, 8, 3, 3, 2, 1, 2, 2),
+                               mk(4, 24, 23, 32, 32, 3, 3, 2, 1, 1, 32)};   // threaded depthwise
+    for (int t = 0; t < 3; t++) {
         ql_conv2d_shape s = cases[t];
         CHECK_OK(ql_conv2d_shape_init(&s));
         int cg = s.c / s.groups;
         size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * cg * s.kh * s.kw;
         size_t ny = (size_t)s.n * s.oh * s.ow * s.oc;
-        CHECK(ql_conv2d_workspace(&s) < (size_t)s.n * s.oh * s.ow * cg * 9);
+        CHECK(ql_conv2d_workspace(&s) < (size_t)s.n * s.oh * s.ow * cg * 9 || cg == 1);
         float *x = randn(nx), *w = randn(nw), *dy = randn(ny), *wp = malloc(sizeof(float) * nw);
         float *dx = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float));
         float *db = calloc(s.oc, sizeof(float)), *ws = alloc_ws(&s);
         float *rdx = malloc(sizeof(float) * nx), *rdw = malloc(sizeof(float) * nw);
         float *rdb = malloc(sizeof(float) * s.oc), *dwo = malloc(sizeof(float) * nw);
         ql_conv_weight_oihw_to_ohwi(w, wp, s.oc, cg, s.kh, s.kw);
+        float *y = malloc(sizeof(float) * ny), *yr = malloc(sizeof(float) * ny);
+        ql_conv2d_forward(&s, x, wp, NULL, y, ws);
+        conv_ref(&s, x, w, NULL, yr);
+        CHECK_MSG(ql_test_maxrel(y, yr, (long)ny) < 1e-4, "case %d forward", t);
+        free(y); free(yr);
         ql_conv2d_backward(&s, x, wp, dy, dx, dw, db, ws);
         ql_conv_weight_ohwi_to_oihw(dw, dwo, s.oc, cg, s.kh, s.kw);
         conv_ref_backward(&s, x, w, dy, rdx, rdw, rdb);

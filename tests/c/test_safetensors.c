@@ -201,7 +201,8 @@ TEST(st_rejects_malformed) {
     expect_bad("{" ENTRY("w", "U8", "[10000000000000]", "[0,1]") "}", 1, "shape[0] = 10000000000000", "absurd");
     expect_bad("{" ENTRY("w", "U8", "[1000000000,1000000000]", "[0,1]") "}", 1, "shape[1]", "absurd");
     expect_bad("{" ENTRY("w", "U8", "[4]", "[8,4]") "}", 8, "tensor 'w'", "begin > end");
-    expect_bad("{" ENTRY("w", "U8", "[400]", "[0,400]") "}", 16, "[0, 400] end beyond the data section (16 bytes)", NULL);
+    expect_bad("{" ENTRY("w", "U8", "[400]", "[0,400]") "}", 16, "[0, 400] end beyond the data section (16 bytes)",
+               NULL);
     expect_bad("{" ENTRY("fc.weight", "F32", "[10,64]", "[0,400]") "}", 400,
                "tensor 'fc.weight': data_offsets [0, 400] but shape (10,64) f32 needs 2560 bytes", NULL);
     expect_bad("{" ENTRY("a", "F32", "[2]", "[0,8]") "," ENTRY("b", "F32", "[2]", "[4,12]") "}", 12,
