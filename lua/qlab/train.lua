@@ -61,10 +61,7 @@ local function make_optimizer(o)
   return f(args)
 end
 
-local function isatty2()
-  local ok = os.getenv("QLAB_TTY") or (os.getenv("TERM") and os.getenv("CI") ~= "true")
-  return ok and io.stderr and true
-end
+local function isatty2() return core.stderr_tty() end
 
 function M.train(model, loader, o)
   o = o or {}

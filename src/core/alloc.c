@@ -1,5 +1,6 @@
 /* Aligned allocation with byte accounting. A 64-byte header in front of each
  * block records its size, so ql_free knows what to subtract. */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,14 @@
 #include "qlab/error.h"
 
 static _Atomic int64_t cur_bytes, peak_bytes;
+
+/* Keep freed blocks in the heap instead of handing them back to the kernel:
+ * training frees and reallocates the same large buffers every step, and
+ * fresh pages cost a page fault and a clear each time. */
+__attribute__((constructor)) static void tune_malloc(void) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
 
 static void account(int64_t d) {
     int64_t now = atomic_fetch_add(&cur_bytes, d) + d;

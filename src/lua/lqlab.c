@@ -1,5 +1,6 @@
 /* The qlab.core module: seeds, threads, cpu, records; opens every class. */
 #include <string.h>
+#include <unistd.h>
 #include "lqlab.h"
 #include "qlab/cpu.h"
 #include "qlab/rng.h"
@@ -48,9 +49,12 @@ static int l_record(lua_State *L) {
     return 0;
 }
 
+/* qlab.stderr_tty() -> true when progress lines can be redrawn in place */
+static int l_stderr_tty(lua_State *L) { lua_pushboolean(L, isatty(2)); return 1; }
+
 int luaopen_qlab_core(lua_State *L) {
     static const luaL_Reg fns[] = {{"seed", l_seed}, {"threads", l_threads}, {"cpu", l_cpu},
-                                   {"record", l_record}, {NULL, NULL}};
+                                   {"record", l_record}, {"stderr_tty", l_stderr_tty}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, QLAB_VERSION);
     lua_setfield(L, -2, "version");

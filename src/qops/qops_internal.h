@@ -1,0 +1,121 @@
+/* Internals of the INT8 kernels (not part of the public API).
+ *
+ * Packed GEMM layout, shared by every ISA (only MR, NR, KSTEP differ):
+ *   K is cut into "steps" of KSTEP values (2 for AVX2 madd on s16 pairs,
+ *   4 for VNNI dpbusd / the scalar kernel on byte quads); every step of every
+ *   row or column takes 4 bytes.
+ *   W: panels of NR output columns; panel p, step s, column c at
+ *      w + ((p*ksteps + s)*NR + c)*4   (zero padded past N and K)
+ *   A: packed per call in groups of MR rows for one K block of ns steps;
+ *      group g, step s, row r at  a + ((g*ns + s)*MR + r)*4   (zero padded)
+ * Kernels multiply raw u8 codes; the a_zero correction is folded into a
+ * per-column offset off[n] = bias[n] - a_zero * sum_k W[n][k]. */
+#ifndef QLAB_QOPS_INTERNAL_H
+#define QLAB_QOPS_INTERNAL_H
+#include <math.h>
+#include <stdint.h>
+#include "qlab/qops.h"
+
+#define QL_AVX2   __attribute__((target("avx2,fma")))
+#define QL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+typedef enum { QL_QOUT_S32, QL_QOUT_U8, QL_QOUT_F32 } ql_qout;
+
+/* What a kernel does after its last K block; arrays padded to whole panels. */
+typedef struct {
+    ql_qout out;
+    const int32_t *off;   /* (Npad) bias - a_zero*colsum */
+    const float *mult;    /* (Npad) */
+    const float *fbias;   /* (Npad) or NULL */
+    float lo, hi;         /* u8: clamp of acc*mult, = qmin - y_zero, qmax - y_zero */
+    int32_t y_zero;
+} ql_qgemm_ctx;
+
+enum { QL_KFIRST = 1, QL_KLAST = 2 };
+
+/* One micro-tile: rows mr <= MR, columns nr <= NR, ns steps. part (MR*NR s32)
+ * holds partial sums between K blocks: loaded unless KFIRST, stored unless
+ * KLAST; with KLAST the epilogue writes y (tile origin, row stride ldy elements). */
+typedef void (*ql_qgemm_kernel_fn)(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
+                                   int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0,
+                                   void *y, int64_t ldy);
+/* rows x [s0, s0+ns) steps of A (row stride lda, K columns) -> packed groups */
+typedef void (*ql_qgemm_pack_a_fn)(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
+                                   int64_t ns, uint8_t *dst);
+
+typedef struct {
+    ql_isa isa;
+    int mr, nr, kstep;
+    int kc_steps;         /* K block, in steps: the W panel slice stays in L1 */
+    int mc_max;           /* rows per task (multiple of mr): the A block stays in L2 */
+    ql_qgemm_pack_a_fn pack_a;
+    ql_qgemm_kernel_fn kernel;
+} ql_qgemm_impl;
+
+extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx512;
+
+struct ql_qgemm_packed {
+    int n, k;
+    int64_t ksteps, npanels;
+    const ql_qgemm_impl *impl;
+    int32_t *colsum;      /* (N) sum_k W[n][k] */
+    uint8_t *w;           /* npanels * ksteps * NR * 4 bytes */
+    size_t bytes;
+};
+
+/* Byte-quad A packing (kstep 4), shared by the scalar and VNNI kernels. */
+void ql_qgemm_pack_a_quads(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
+                           uint8_t *dst, int mr);
+/* Scalar epilogue of one tile acc (mr x nr, row stride lda): writes y. */
+void ql_qgemm_store_scalar(const ql_qgemm_ctx *c, int mr, int nr, const int32_t *acc, int64_t lda,
+                           int64_t n0, void *y, int64_t ldy);
+
+/* u8 clamp [qmin, qmax] (within [0,255]) as bounds on acc*mult, before rounding:
+ * clamping first and rounding after gives the same codes (the bounds are
+ * integers) and keeps out-of-range values away from the int conversion. */
+static inline void ql_qclamp_bounds(int32_t qmin, int32_t qmax, int32_t y_zero, float *lo, float *hi) {
+    int64_t a = qmin < 0 ? 0 : qmin, b = qmax > 255 ? 255 : qmax;
+    *lo = (float)(a - y_zero);
+    *hi = (float)(b - y_zero);
+}
+
+/* The requantization every path implements: the comparisons are written as
+ * _mm256_max_ps(v, lo) / _mm256_min_ps(v, hi) behave (NaN -> lo), and
+ * nearbyintf rounds half to even like cvtps2dq under the default MXCSR. */
+static inline int32_t ql_requant(int32_t acc, float mult, float lo, float hi, int32_t y_zero) {
+    float v = (float)acc * mult;
+    v = v > lo ? v : lo;
+    v = v < hi ? v : hi;
+    return (int32_t)nearbyintf(v) + y_zero;
+}
+
+/* Wrapping s32 add, as the SIMD lanes do (no UB on overflow). */
+static inline int32_t ql_wrap_add(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+/* ---- depthwise conv (qconv_dw.c, qconv_dw_avx2.c) ---------------------- */
+typedef struct {
+    const ql_conv2d_shape *s;   /* groups == c == oc */
+    const int32_t *w;           /* (KH*KW, C) s32 */
+    const int32_t *bias;        /* (C) s32 */
+    const float *mult, *fbias;  /* (C); fbias NULL unless f32 out */
+    int32_t x_zero, y_zero;
+    float lo, hi;
+    int f32_out;
+} ql_qdw_args;
+/* One output pixel (n, oh, ow), all channels. */
+void ql_qdw_pixel_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y);
+void ql_qdw_pixel_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y);
+
+/* ---- elementwise AVX2 twins (qelem_avx2.c); same results as the scalar code */
+void ql_quantize_u8_avx2(int64_t n, const float *x, float scale, int32_t zp, float lo, float hi, uint8_t *y);
+void ql_dequantize_u8_avx2(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y);
+void ql_qadd_u8_avx2(int64_t n, const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb,
+                     int32_t zb, uint8_t *y, float sy, int32_t zy, float lo, float hi);
+/* y (C) = max(y, x) */
+void ql_qmax_accum_avx2(int c, const uint8_t *x, uint8_t *y);
+/* x (HW,C) -> sum (C) in s32 */
+void ql_qsum_hw_avx2(int hw, int c, const uint8_t *x, int32_t *sum);
+
+#endif
