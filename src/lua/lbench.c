@@ -49,6 +49,45 @@ static int l_time_forward(lua_State *L) {
     return 1;
 }
 
+/* qlab.profile(model, {batch, runs, warmup}) -> {{name, op, ms, share}} per node,
+ * mean milliseconds per forward pass, in execution order. */
+static int l_profile(lua_State *L) {
+    static const char *const keys[] = {"batch", "runs", "warmup", NULL};
+    ql_graph *g = lq_check_model(L, 1);
+    lq_check_keys(L, 2, "profile", keys);
+    int batch = (int)lq_opt_int(L, 2, "batch", 1), runs = (int)lq_opt_int(L, 2, "runs", 20);
+    int warmup = (int)lq_opt_int(L, 2, "warmup", 3);
+    if (batch < 1 || runs < 1 || warmup < 0) return luaL_error(L, "profile: batch and runs must be >= 1");
+    const ql_node *in = &g->nodes[0];
+    int64_t shape[QL_MAX_DIMS] = {batch};
+    for (int i = 0; i < in->out_ndim; i++) shape[i + 1] = in->out_shape[i];
+    ql_tensor *x = ql_tensor_new(QL_DTYPE_F32, in->out_ndim + 1, shape);
+    if (!x) return lq_fail(L, QL_ENOMEM);
+    for (int64_t i = 0; i < x->numel; i++) ql_f32(x)[i] = ql_rng_normal(ql_rng_global());
+    const ql_tensor *y;
+    ql_status st = QL_OK;
+    for (int i = 0; i < warmup && st == QL_OK; i++) st = ql_graph_forward(g, x, &y, 0);
+    g->profile = 1;
+    if (st == QL_OK && g->node_ms) for (int i = 0; i < g->nnodes; i++) g->node_ms[i] = 0;
+    for (int i = 0; i < runs && st == QL_OK; i++) st = ql_graph_forward(g, x, &y, 0);
+    g->profile = 0;
+    ql_tensor_free(x);
+    if (st != QL_OK) return lq_fail(L, st);
+    double total = 0;
+    for (int i = 0; i < g->nnodes; i++) total += g->node_ms ? g->node_ms[i] : 0;
+    lua_createtable(L, g->nnodes, 0);
+    for (int i = 1; i < g->nnodes; i++) {
+        double ms = g->node_ms ? g->node_ms[i] / runs : 0;
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, g->nodes[i].name); lua_setfield(L, -2, "name");
+        lua_pushstring(L, ql_op_name(g->nodes[i].op)); lua_setfield(L, -2, "op");
+        lua_pushnumber(L, ms); lua_setfield(L, -2, "ms");
+        lua_pushnumber(L, total > 0 ? ms * runs / total : 0); lua_setfield(L, -2, "share");
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}
+
 /* qlab.evaluate(model, loader) -> {top1, top5, loss, n} */
 static int l_evaluate(lua_State *L) {
     ql_graph *g = lq_check_model(L, 1);
@@ -65,6 +104,6 @@ static int l_evaluate(lua_State *L) {
 
 void lq_open_bench(lua_State *L) {
     static const luaL_Reg fns[] = {{"clock", l_clock}, {"memory", l_memory}, {"reset_peak", l_reset_peak},
-                                   {"time_forward", l_time_forward}, {"evaluate", l_evaluate}, {NULL, NULL}};
+                                   {"time_forward", l_time_forward}, {"profile", l_profile}, {"evaluate", l_evaluate}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -33,7 +33,7 @@ ql_status ql_hist_copy(ql_hist *dst, const ql_hist *src);   /* dst initialised o
 /* Adds x[n] (finite, xmin/xmax its extrema) as torch's HistogramObserver.forward. */
 ql_status ql_hist_observe(ql_hist *h, const float *x, int64_t n, float xmin, float xmax);
 /* torch's _non_linear_param_search: L2-optimal [lo, hi] over the histogram. */
-void      ql_hist_l2_search(const ql_hist *h, int dst_nbins, float *lo, float *hi);
+ql_status ql_hist_l2_search(const ql_hist *h, int dst_nbins, float *lo, float *hi);
 
 /* Spreads count c uniformly over [a, b] into out[nb] covering [lo, hi]
  * (a == b: a point mass). Used to fold and rebin histograms. */
