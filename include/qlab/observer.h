@@ -28,6 +28,9 @@ typedef struct {
     int bins;              /* histogram bins (2048) */
     float averaging_constant;  /* moving average (0.01) */
     float percentile;      /* percentile observer (99.99) */
+    int torch113_histc;    /* reproduce torch 1.13's histc(min=int(min), max=int(max)) range
+                            * truncation in the histogram (0: count over the true [min, max],
+                            * as torch >= 2.0) */
 } ql_observer_opts;
 
 void ql_observer_opts_default(ql_observer_opts *o, ql_observer_kind kind);

@@ -8,8 +8,31 @@
 typedef struct {
     uint64_t version;   /* g->version the copy was packed at */
     int valid;
+    /* Inference only: taps that read nothing but padding for every output
+     * pixel are dropped (a 3x3 conv on a 1x1 map is a 1x1 conv), so the
+     * kernel reads only the weights that matter. */
+    int pruned;               /* 1 when wp holds the pruned kernel */
+    int kh0, kw0, kh, kw;     /* first kept tap, kept extent */
+    float *wp;                /* (OC,kh,kw,C/groups) or NULL */
+    uint64_t wp_version;
     _Alignas(64) float w[];   /* (OC,KH,KW,C/groups), cache-line aligned like ql_malloc */
 } conv_priv;
+
+static void conv_priv_free(void *priv) {
+    conv_priv *p = priv;
+    if (p) ql_free(p->wp);
+    ql_free(p);
+}
+
+/* First and last tap of one dimension that reads a real pixel for some output. */
+static void live_taps(int in, int out, int k, int stride, int pad, int dil, int *lo, int *hi) {
+    *lo = k; *hi = -1;
+    for (int t = 0; t < k; t++)
+        for (int o = 0; o < out; o++) {
+            int pos = o * stride - pad + t * dil;
+            if (pos >= 0 && pos < in) { if (t < *lo) *lo = t; *hi = t; break; }
+        }
+}
 
 static ql_status conv_infer(ql_node *n, const ql_node *const *in) {
     ql_attrs *a = &n->a;
@@ -67,6 +90,8 @@ static const float *packed_weight(ql_op_ctx *c) {
     if (!p) {
         if (!(p = ql_malloc(sizeof *p + (size_t)w->numel * sizeof(float)))) return NULL;
         p->valid = 0;
+        p->pruned = -1;
+        p->wp = NULL;
         n->priv = p;
     }
     if (!p->valid || p->version != c->g->version) {
@@ -77,10 +102,48 @@ static const float *packed_weight(ql_op_ctx *c) {
     return p->w;
 }
 
+/* Decides once (shapes are static) whether dropping dead taps changes the kernel. */
+static void decide_pruning(conv_priv *p, const ql_conv2d_shape *s) {
+    int lh, hh, lw, hw;
+    live_taps(s->h, s->oh, s->kh, s->sh, s->ph, s->dh, &lh, &hh);
+    live_taps(s->w, s->ow, s->kw, s->sw, s->pw, s->dw, &lw, &hw);
+    ql_conv2d_shape t = *s;
+    t.kh = hh - lh + 1; t.kw = hw - lw + 1;
+    t.ph = s->ph - lh * s->dh; t.pw = s->pw - lw * s->dw;
+    p->pruned = hh >= lh && hw >= lw && (t.kh < s->kh || t.kw < s->kw) && t.ph >= 0 && t.pw >= 0 &&
+                ql_conv2d_shape_init(&t) == QL_OK && t.oh == s->oh && t.ow == s->ow;
+    p->kh0 = lh; p->kw0 = lw; p->kh = t.kh; p->kw = t.kw;
+}
+
+/* Inference: the conv restricted to its live taps (same outputs: the dropped
+ * taps only ever multiply padding). Adjusts *s and returns the weight. */
+static const float *pruned_weight(ql_op_ctx *c, const float *w, ql_conv2d_shape *s) {
+    conv_priv *p = c->n->priv;
+    if (p->pruned < 0) decide_pruning(p, s);
+    if (!p->pruned) return w;
+    int ic = s->c / s->groups;
+    if (!p->wp) {
+        if (!(p->wp = ql_malloc((size_t)s->oc * p->kh * p->kw * ic * sizeof(float)))) return NULL;
+        p->wp_version = c->g->version - 1;
+    }
+    if (p->wp_version != c->g->version) {
+        for (int o = 0; o < s->oc; o++)
+            for (int y = 0; y < p->kh; y++)
+                for (int x = 0; x < p->kw; x++)
+                    memcpy(p->wp + (((size_t)o * p->kh + y) * p->kw + x) * ic,
+                           w + (((size_t)o * s->kh + y + p->kh0) * s->kw + x + p->kw0) * ic, ic * sizeof(float));
+        p->wp_version = c->g->version;
+    }
+    s->ph -= p->kh0 * s->dh; s->pw -= p->kw0 * s->dw;
+    s->kh = p->kh; s->kw = p->kw;
+    return ql_conv2d_shape_init(s) == QL_OK ? p->wp : NULL;
+}
+
 static ql_status conv_forward(ql_op_ctx *c) {
     ql_conv2d_shape s;
     QL_TRY(conv_shape(c, &s));
     const float *w = packed_weight(c);
+    if (w && !c->training) w = pruned_weight(c, w, &s);
     size_t nws = ql_conv2d_workspace(&s);
     float *ws = ql_graph_scratch(c->g, nws);
     if (!w || (nws && !ws)) return QL_ENOMEM;
@@ -115,4 +178,4 @@ static ql_status conv_backward(ql_op_ctx *c) {
     return QL_OK;
 }
 
-const ql_op_def ql_op_conv2d_def = {1, 1, conv_infer, conv_params, conv_forward, conv_backward, NULL};
+const ql_op_def ql_op_conv2d_def = {1, 1, conv_infer, conv_params, conv_forward, conv_backward, conv_priv_free};

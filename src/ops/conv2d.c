@@ -141,9 +141,8 @@ void ql_conv2d_forward(const ql_conv2d_shape *s, const float *x, const float *w,
     if (is_pointwise(s)) {
         // y_g (M,OCg) = x_g (M,Cg) w_g^T
         for (int g = 0; g < s->groups; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, ocg, cg, 1.0f,
-                        x + (int64_t)g * cg, s->c, w + (int64_t)g * ocg * cg, cg, 0.0f,
-                        y + (int64_t)g * ocg, s->oc);
+            ql_ops_gemm_nt(total, ocg, cg, x + (int64_t)g * cg, s->c, w + (int64_t)g * ocg * cg, cg,
+                           y + (int64_t)g * ocg, s->oc);
         if (b) ql_ops_add_rows(total, s->oc, b, y, s->oc);
         return;
     }
@@ -154,9 +153,8 @@ void ql_conv2d_forward(const ql_conv2d_shape *s, const float *x, const float *w,
         for (int g = 0; g < s->groups; g++) {
             im2col(s, x, g, r0, nr, ws);
             // y_g (nr,OCg) = cols (nr,Kg) w_g^T, w_g (OCg,Kg)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, ocg, (int)kg, 1.0f,
-                        ws, (int)kg, w + (int64_t)g * ocg * kg, (int)kg, 0.0f,
-                        yc + (int64_t)g * ocg, s->oc);
+            ql_ops_gemm_nt(nr, ocg, (int)kg, ws, (int)kg, w + (int64_t)g * ocg * kg, (int)kg,
+                           yc + (int64_t)g * ocg, s->oc);
         }
         if (b) ql_ops_add_rows(nr, s->oc, b, yc, s->oc);
     }

@@ -6,8 +6,7 @@
 void ql_linear_forward(int64_t m, int k, int n, const float *x, const float *w,
                        const float *b, float *y) {
     if (m <= 0 || n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, n, k, 1.0f, x, k, w, k,
-                0.0f, y, n);
+    ql_ops_gemm_nt(m, n, k, x, k, w, k, y, n);
     if (b) ql_ops_add_rows(m, n, b, y, n);
 }
 

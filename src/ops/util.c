@@ -1,4 +1,5 @@
 /* Small reductions shared by the kernels. */
+#include <cblas.h>
 #include "ops/ops_internal.h"
 
 #define COLBLK 64
@@ -25,4 +26,13 @@ void ql_ops_add_rows(int64_t m, int n, const float *b, float *y, int64_t ldy) {
         float *row = y + i * ldy;
         for (int j = 0; j < n; j++) row[j] += b[j];
     }
+}
+
+void ql_ops_gemm_nt(int64_t m, int n, int k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                    float *c, int64_t ldc) {
+    if (m == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, b, (int)ldb, a, 1, 0.0f, c, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, n, k, 1.0f, a, (int)lda, b, (int)ldb,
+                    0.0f, c, (int)ldc);
 }

@@ -1,0 +1,106 @@
+/* AVX-512 VNNI INT8 GEMM: _mm512_dpbusd_epi32 adds u8 x s8 products of a
+ * byte quad into each s32 lane, exactly (no saturation). Same byte-quad
+ * layout and packing as the scalar kernel (qgemm_ref.c), which the tests run
+ * on every machine; this file only adds the vector micro-kernel.
+ * Micro-tile 8 rows x 32 columns: 16 accumulators, 2 weight vectors
+ * (columns 0-15, 16-31) and one broadcast A quad per row and step. */
+#include <immintrin.h>
+#include <string.h>
+#include "qops/qops_internal.h"
+
+#define MR 8
+#define NR 32
+
+static void pack_a_vnni(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
+                        uint8_t *dst) {
+    ql_qgemm_pack_a_quads(a, lda, rows, k, s0, ns, dst, MR);
+}
+
+// 16 s32 (columns n0 .. n0+15) -> y as s32 / f32 / requantized u8; nr < 16 through a copy
+QL_AVX512 static inline void store16(const ql_qgemm_ctx *c, __m512i v, int64_t n0, int nr, char *y) {
+    if (nr <= 0) return;
+    if (nr > 16) nr = 16;
+    v = _mm512_add_epi32(v, _mm512_loadu_si512((const void *)(c->off + n0)));
+    if (c->out == QL_QOUT_S32) {
+        int32_t tmp[16];
+        _mm512_storeu_si512((void *)tmp, v);
+        memcpy(y, tmp, sizeof(int32_t) * (size_t)nr);
+        return;
+    }
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(c->mult + n0));
+    if (c->out == QL_QOUT_F32) {
+        if (c->fbias) f = _mm512_add_ps(f, _mm512_loadu_ps(c->fbias + n0));   // no FMA, as scalar
+        float tmp[16];
+        _mm512_storeu_ps(tmp, f);
+        memcpy(y, tmp, sizeof(float) * (size_t)nr);
+        return;
+    }
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(c->lo)), _mm512_set1_ps(c->hi));
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(c->y_zero));  // half to even
+    uint8_t tmp[16];
+    _mm_storeu_si128((__m128i *)tmp, _mm512_cvtepi32_epi8(q));   // values already in [0, 255]
+    memcpy(y, tmp, (size_t)nr);
+}
+
+// R rows (compile-time after inlining)
+QL_AVX512 static inline __attribute__((always_inline)) void
+tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part,
+     int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
+    __m512i acc0[MR], acc1[MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        if (flags & QL_KFIRST) {
+            acc0[r] = acc1[r] = _mm512_setzero_si512();
+        } else {
+            acc0[r] = _mm512_loadu_si512((const void *)(part + r * NR));
+            acc1[r] = _mm512_loadu_si512((const void *)(part + r * NR + 16));
+        }
+    }
+    for (int64_t s = 0; s < ns; s++, ap += MR * 4, wp += NR * 4) {
+        __m512i w0 = _mm512_loadu_si512((const void *)wp);          // columns 0..15, 4 bytes each
+        __m512i w1 = _mm512_loadu_si512((const void *)(wp + 64));   // columns 16..31
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, ap + r * 4, 4);
+            __m512i av = _mm512_set1_epi32(quad);
+            acc0[r] = _mm512_dpbusd_epi32(acc0[r], av, w0);   // u8 (av) x s8 (w)
+            acc1[r] = _mm512_dpbusd_epi32(acc1[r], av, w1);
+        }
+    }
+    if (!(flags & QL_KLAST)) {
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            _mm512_storeu_si512((void *)(part + r * NR), acc0[r]);
+            _mm512_storeu_si512((void *)(part + r * NR + 16), acc1[r]);
+        }
+        return;
+    }
+    size_t es = c->out == QL_QOUT_U8 ? 1 : 4;
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        char *yr = (char *)y + (size_t)(r * ldy) * es;
+        store16(c, acc0[r], n0, nr, yr);
+        store16(c, acc1[r], n0 + 16, nr - 16, yr + 16 * es);
+    }
+}
+
+QL_AVX512 static void kernel_vnni(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
+                                  int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
+                                  int64_t ldy) {
+    switch (mr) {
+    case 1: tile(1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 2: tile(2, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 3: tile(3, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 4: tile(4, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 5: tile(5, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 6: tile(6, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 7: tile(7, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    default: tile(8, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    }
+}
+
+const ql_qgemm_impl ql_qgemm_impl_avx512 = {
+    .isa = QL_ISA_AVX512, .mr = MR, .nr = NR, .kstep = 4, .kc_steps = 256, .mc_max = 96,
+    .pack_a = pack_a_vnni, .kernel = kernel_vnni,
+};
