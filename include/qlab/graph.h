@@ -10,6 +10,7 @@
 #include "tensor.h"
 #include "rng.h"
 #include "progress.h"
+#include "observer.h"
 
 typedef enum {
     QL_OP_INPUT = 0,
@@ -25,6 +26,16 @@ typedef enum {
     QL_OP_FLATTEN,          /* {H,W,C} -> {C*H*W} in NCHW order */
     QL_OP_LSTM,             /* {T,F} -> {T,hidden} */
     QL_OP_SEQ_LAST,         /* {T,H} -> {H} */
+    /* quantized ops (made by convert): u8 activations, s8 weights */
+    QL_OP_QUANTIZE,         /* f32 -> u8 with the node's out_scale / out_zero */
+    QL_OP_DEQUANTIZE,       /* u8 -> f32 */
+    QL_OP_QCONV2D,
+    QL_OP_QLINEAR,
+    QL_OP_QADD,
+    QL_OP_QMAXPOOL2D,       /* same qparams in and out */
+    QL_OP_QGLOBAL_AVGPOOL,
+    QL_OP_QRELU,            /* a clamp on the codes (act: relu / relu6) */
+    QL_OP_QFLATTEN,
     QL_OP_COUNT
 } ql_op_type;
 
@@ -38,7 +49,10 @@ typedef struct {
     int layers;               /* lstm */
     float eps, momentum;      /* batchnorm (PyTorch defaults 1e-5, 0.1) */
     int ceil_mode, count_include_pad;
+    int act;                  /* fused activation of conv2d / linear / add (QL_ACT_*) */
 } ql_attrs;
+
+enum { QL_ACT_NONE = 0, QL_ACT_RELU = 1, QL_ACT_RELU6 = 2 };
 
 /* Sensible defaults: stride 1, dilation 1, groups 1, bias 1, eps 1e-5,
  * momentum 0.1, count_include_pad 1, layers 1. */
@@ -51,6 +65,18 @@ typedef struct {
     int trainable;        /* 0 for buffers such as running_mean */
 } ql_param;
 
+/* How prepare wants a node quantized, and what convert turns it into. */
+typedef enum {
+    QL_QMODE_NONE = 0,      /* stays FP32 */
+    QL_QMODE_INT8,          /* static: u8 activations, s8 (2..8-bit) weights */
+} ql_qmode;
+
+typedef struct {
+    ql_qmode mode;
+    ql_observer_opts act;     /* activation observer */
+    ql_observer_opts weight;  /* weight observer (per channel or per tensor, symmetric) */
+} ql_qplan;
+
 typedef struct ql_node {
     char *name;
     ql_op_type op;
@@ -61,8 +87,13 @@ typedef struct ql_node {
     ql_param *params;
     int out_ndim;
     int64_t out_shape[QL_MAX_DIMS];     /* per sample */
-    char precision[8];                  /* "f32" for now; quantization sets others */
+    char precision[8];                  /* "f32", "int8", "w4a8", "u8" ... */
     void *priv;                         /* op-private state (packed weights, saved stats) */
+    ql_dtype out_dtype;                 /* QL_DTYPE_F32, or QL_DTYPE_U8 for quantized ops */
+    float out_scale;                    /* u8 output: x = (q - out_zero) * out_scale */
+    int32_t out_zero;
+    ql_qplan plan;                      /* set by prepare */
+    ql_observer *obs;                   /* prepared: observes this node's f32 output (owned) */
 } ql_node;
 
 typedef struct ql_runtime ql_runtime;   /* activations, workspaces (graph_exec.c) */
@@ -74,6 +105,7 @@ typedef struct ql_graph {
     uint64_t version;         /* bump after changing any parameter value */
     ql_runtime *rt;
     int profile;              /* when set, forward accumulates per-node ms */
+    int observe;              /* when set, forward feeds node outputs to their observers */
     double *node_ms;          /* [nnodes], valid when profile */
 } ql_graph;
 

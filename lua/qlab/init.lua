@@ -8,6 +8,13 @@ for k, v in pairs(core) do qlab[k] = v end
 qlab.nn = require "qlab.nn"
 qlab.train = require("qlab.train").train
 
+local quant = require "qlab.quant"
+qlab.qconfig = quant.qconfig
+local Model = debug.getregistry()["qlab.Model"]
+Model.__index.prepare = quant.prepare
+Model.__index.describe = quant.describe
+Model.__tostring = quant.describe
+
 -- Model zoo: qlab.models.resnet18{...} etc., loaded on first use.
 qlab.models = setmetatable({}, {
   __index = function(t, name)

@@ -2,6 +2,7 @@
 #include <string.h>
 #include "qlab/alloc.h"
 #include "graph/op.h"
+#include "qlab/quant.h"
 
 static const char *const op_names[QL_OP_COUNT] = {
     [QL_OP_INPUT] = "input",       [QL_OP_CONV2D] = "conv2d",
@@ -11,6 +12,11 @@ static const char *const op_names[QL_OP_COUNT] = {
     [QL_OP_LINEAR] = "linear",     [QL_OP_ADD] = "add",
     [QL_OP_FLATTEN] = "flatten",   [QL_OP_LSTM] = "lstm",
     [QL_OP_SEQ_LAST] = "seq_last",
+    [QL_OP_QUANTIZE] = "quantize", [QL_OP_DEQUANTIZE] = "dequantize",
+    [QL_OP_QCONV2D] = "qconv2d",   [QL_OP_QLINEAR] = "qlinear",
+    [QL_OP_QADD] = "qadd",         [QL_OP_QMAXPOOL2D] = "qmaxpool2d",
+    [QL_OP_QGLOBAL_AVGPOOL] = "qglobal_avgpool", [QL_OP_QRELU] = "qrelu",
+    [QL_OP_QFLATTEN] = "qflatten",
 };
 
 const char *ql_op_name(ql_op_type op) {
@@ -44,6 +50,7 @@ static void node_clear(ql_node *n) {
     }
     ql_free(n->params);
     ql_free(n->name);
+    ql_observer_free(n->obs);
     memset(n, 0, sizeof *n);
 }
 
@@ -106,10 +113,14 @@ ql_param *ql_graph_param(ql_graph *g, const char *full_name) {
     return NULL;
 }
 
+/* Weights and biases, trained or quantized (PyTorch's parameters(), not its buffers). */
 int64_t ql_node_param_count(const ql_node *n) {
     int64_t c = 0;
-    for (int k = 0; k < n->nparams; k++)
-        if (n->params[k].trainable) c += n->params[k].value->numel;
+    for (int k = 0; k < n->nparams; k++) {
+        const char *dot = strrchr(n->params[k].name, '.');
+        if (n->params[k].trainable || (dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias"))))
+            c += n->params[k].value->numel;
+    }
     return c;
 }
 
@@ -128,6 +139,11 @@ ql_status ql_graph_set_output(ql_graph *g, int idx) {
 
 ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int64_t *shape,
                             int trainable) {
+    return ql_node_add_param_dtype(n, suffix, QL_DTYPE_F32, ndim, shape, trainable);
+}
+
+ql_status ql_node_add_param_dtype(ql_node *n, const char *suffix, ql_dtype dtype, int ndim,
+                                  const int64_t *shape, int trainable) {
     ql_param *p = ql_realloc(n->params, (size_t)(n->nparams + 1) * sizeof *p);
     if (!p) return QL_ENOMEM;
     n->params = p;
@@ -138,7 +154,7 @@ ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int6
     strcpy(p->name, n->name);
     strcat(p->name, ".");
     strcat(p->name, suffix);
-    if (!(p->value = ql_tensor_new(QL_DTYPE_F32, ndim, shape))) { ql_free(p->name); return QL_ENOMEM; }
+    if (!(p->value = ql_tensor_new(dtype, ndim, shape))) { ql_free(p->name); return QL_ENOMEM; }
     p->trainable = trainable;
     n->nparams++;
     return QL_OK;
@@ -146,7 +162,7 @@ ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int6
 
 /* Checks that do not depend on the op: name, inputs, arity. */
 static ql_status check_add(const ql_graph *g, const char *name, ql_op_type op, const int *inputs,
-                           int ninputs, const ql_op_def **def) {
+                           int ninputs, const ql_attrs *a, const ql_op_def **def) {
     if (!name || !name[0]) return ql_error(QL_EINVAL, "node name must not be empty");
     if (ql_graph_find(g, name) >= 0) return ql_error(QL_EINVAL, "duplicate node name '%s'", name);
     if (op == QL_OP_INPUT)
@@ -160,6 +176,8 @@ static ql_status check_add(const ql_graph *g, const char *name, ql_op_type op, c
         return ql_error(QL_EINVAL, "node '%s': %s takes %d..%d inputs, got %d", name, ql_op_name(op),
                         (*def)->min_inputs, (*def)->max_inputs, ninputs);
     }
+    if (a && (a->act < QL_ACT_NONE || a->act > QL_ACT_RELU6))
+        return ql_error(QL_EINVAL, "node '%s': act must be 0 (none), 1 (relu) or 2 (relu6), got %d", name, a->act);
     for (int k = 0; k < ninputs; k++)
         if (inputs[k] < 0 || inputs[k] >= g->nnodes)
             return ql_error(QL_EINVAL, "node '%s': input index %d is not an existing node (0..%d)",
@@ -170,7 +188,7 @@ static ql_status check_add(const ql_graph *g, const char *name, ql_op_type op, c
 int ql_graph_add(ql_graph *g, const char *name, ql_op_type op, const int *inputs, int ninputs,
                  const ql_attrs *a) {
     const ql_op_def *def = NULL;
-    if (check_add(g, name, op, inputs, ninputs, &def) != QL_OK) return -1;
+    if (check_add(g, name, op, inputs, ninputs, a, &def) != QL_OK) return -1;
     if (reserve(g) != QL_OK) return -1;
     ql_node *n = &g->nodes[g->nnodes];
     memset(n, 0, sizeof *n);
@@ -181,6 +199,8 @@ int ql_graph_add(ql_graph *g, const char *name, ql_op_type op, const int *inputs
     for (int k = 0; k < ninputs; k++) { n->inputs[k] = inputs[k]; in[k] = &g->nodes[inputs[k]]; }
     if (a) n->a = *a; else ql_attrs_default(&n->a);
     strcpy(n->precision, "f32");
+    n->out_dtype = QL_DTYPE_F32;
+    n->out_scale = 1.0f;
     if (def->infer(n, in) != QL_OK || (def->make_params && def->make_params(n) != QL_OK)) {
         node_clear(n);
         return -1;
@@ -198,8 +218,9 @@ ql_graph *ql_graph_clone(const ql_graph *g) {
         const ql_node *s = &g->nodes[i];
         ql_node *d = &c->nodes[i];
         *d = *s;
-        d->name = NULL; d->params = NULL; d->nparams = 0; d->priv = NULL;
+        d->name = NULL; d->params = NULL; d->nparams = 0; d->priv = NULL; d->obs = NULL;
         if (!(d->name = ql_strdup(s->name))) goto fail;
+        if (s->obs && !(d->obs = ql_observer_clone(s->obs))) goto fail;
         if (s->nparams && !(d->params = ql_calloc((size_t)s->nparams * sizeof *d->params))) goto fail;
         for (int k = 0; k < s->nparams; k++, d->nparams++) {
             ql_param *p = &d->params[k];
@@ -211,9 +232,31 @@ ql_graph *ql_graph_clone(const ql_graph *g) {
     c->output = g->output;
     c->version = g->version;
     c->profile = g->profile;
+    c->observe = g->observe;
     return c;
 fail:
     c->nnodes++;   /* the half-built node is cleared too */
     ql_graph_free(c);
     return NULL;
+}
+
+ql_status ql_graph_remove(ql_graph *g, int j, int replacement) {
+    if (j <= 0 || j >= g->nnodes || replacement < 0 || replacement >= j)
+        return ql_error(QL_EINVAL, "remove: bad node %d (replacement %d)", j, replacement);
+    ql_graph_release(g);
+    node_clear(&g->nodes[j]);
+    memmove(&g->nodes[j], &g->nodes[j + 1], (size_t)(g->nnodes - j - 1) * sizeof *g->nodes);
+    g->nnodes--;
+    memset(&g->nodes[g->nnodes], 0, sizeof *g->nodes);
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].ninputs; k++) {
+            int *in = &g->nodes[i].inputs[k];
+            if (*in == j) *in = replacement;
+            else if (*in > j) (*in)--;
+        }
+    if (g->output == j) g->output = replacement;
+    else if (g->output > j) g->output--;
+    ql_free(g->node_ms);
+    g->node_ms = NULL;
+    return QL_OK;
 }

@@ -203,12 +203,16 @@ static ql_status set_input(ql_graph *g, ql_runtime *rt, const ql_tensor *x, int6
 static ql_status run_node(ql_graph *g, ql_runtime *rt, int i, int64_t batch, int training) {
     ql_node *n = &g->nodes[i];
     ql_tensor *y = rt->slots[rt->slot[i]];
+    y->dtype = n->out_dtype;   /* slots are shared by f32 and u8 activations */
+    y->scale = n->out_scale;
+    y->zero_point = n->out_zero;
     QL_TRY(resize_batch(y, batch, n));
     ql_op_ctx c = {.g = g, .n = n, .batch = batch, .training = training, .y = y};
     for (int k = 0; k < n->ninputs; k++) c.x[k] = rt->act[n->inputs[k]];
     double t0 = g->profile ? now_ms() : 0;
     QL_TRY(ql_op_def_get(n->op)->forward(&c));
     if (g->profile) g->node_ms[i] += now_ms() - t0;
+    if (g->observe && n->obs && y->dtype == QL_DTYPE_F32) QL_TRY(ql_observer_observe(n->obs, y));
     rt->act[i] = y;
     if (!training)
         for (int k = 0; k < n->ninputs; k++)
@@ -231,6 +235,7 @@ ql_status ql_graph_forward(ql_graph *g, const ql_tensor *x, const ql_tensor **ou
     analyse(g, rt);
     QL_TRY(plan_forward(g, rt, training));
     QL_TRY(set_input(g, rt, x, batch, training));
+    if (g->observe && g->nodes[0].obs) QL_TRY(ql_observer_observe(g->nodes[0].obs, rt->act[0]));
     for (int i = 1; i < g->nnodes; i++) {
         if (!rt->needed[i]) continue;
         ql_status st = run_node(g, rt, i, batch, training);

@@ -20,8 +20,9 @@
 
 typedef enum { A_PAIR, A_INT, A_BOOL, A_FLOAT } attr_kind;
 #define OPS(x) (1u << (x))
-#define WINDOW (OPS(QL_OP_CONV2D) | OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D))
-#define WEIGHTED (OPS(QL_OP_CONV2D) | OPS(QL_OP_LINEAR) | OPS(QL_OP_LSTM))
+#define CONVS (OPS(QL_OP_CONV2D) | OPS(QL_OP_QCONV2D))
+#define WINDOW (CONVS | OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D) | OPS(QL_OP_QMAXPOOL2D))
+#define WEIGHTED (CONVS | OPS(QL_OP_LINEAR) | OPS(QL_OP_QLINEAR) | OPS(QL_OP_LSTM))
 
 /* Every ql_attrs field, and the ops for which it is always written; other
  * fields are written only when they differ from ql_attrs_default. */
@@ -29,16 +30,17 @@ static const struct { const char *key; attr_kind kind; size_t off; unsigned ops;
     {"kernel", A_PAIR, offsetof(ql_attrs, kernel), WINDOW},
     {"stride", A_PAIR, offsetof(ql_attrs, stride), WINDOW},
     {"padding", A_PAIR, offsetof(ql_attrs, padding), WINDOW},
-    {"dilation", A_PAIR, offsetof(ql_attrs, dilation), OPS(QL_OP_CONV2D)},
-    {"groups", A_INT, offsetof(ql_attrs, groups), OPS(QL_OP_CONV2D)},
+    {"dilation", A_PAIR, offsetof(ql_attrs, dilation), CONVS},
+    {"groups", A_INT, offsetof(ql_attrs, groups), CONVS},
     {"in_ch", A_INT, offsetof(ql_attrs, in_ch), WEIGHTED | OPS(QL_OP_BATCHNORM2D)},
     {"out_ch", A_INT, offsetof(ql_attrs, out_ch), WEIGHTED},
     {"bias", A_BOOL, offsetof(ql_attrs, bias), WEIGHTED},
     {"layers", A_INT, offsetof(ql_attrs, layers), OPS(QL_OP_LSTM)},
     {"eps", A_FLOAT, offsetof(ql_attrs, eps), OPS(QL_OP_BATCHNORM2D)},
     {"momentum", A_FLOAT, offsetof(ql_attrs, momentum), OPS(QL_OP_BATCHNORM2D)},
-    {"ceil_mode", A_BOOL, offsetof(ql_attrs, ceil_mode), OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D)},
+    {"ceil_mode", A_BOOL, offsetof(ql_attrs, ceil_mode), OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D) | OPS(QL_OP_QMAXPOOL2D)},
     {"count_include_pad", A_BOOL, offsetof(ql_attrs, count_include_pad), OPS(QL_OP_AVGPOOL2D)},
+    {"act", A_INT, offsetof(ql_attrs, act), 0},
 };
 #define NATTRS (int)(sizeof attr_keys / sizeof *attr_keys)
 
@@ -127,6 +129,11 @@ static cJSON *node_to_json(const ql_graph *g, const ql_node *n) {
     if (ok) {
         cJSON_AddItemToObject(o, "inputs", in);
         cJSON_AddItemToObject(o, "attrs", at);
+        if (n->out_dtype == QL_DTYPE_U8) {   /* the output's quantization parameters */
+            cJSON *q = cJSON_AddObjectToObject(o, "qparams");
+            if (!q || !cJSON_AddNumberToObject(q, "scale", float_for_json(n->out_scale)) ||
+                !cJSON_AddNumberToObject(q, "zero_point", n->out_zero)) { cJSON_Delete(o); return NULL; }
+        }
         if (cJSON_AddStringToObject(o, "precision", n->precision)) return o;
         in = at = NULL;
     }
@@ -172,6 +179,9 @@ typedef struct {
     int inputs[QL_MAX_INPUTS];   /* index into the parsed list; -1 = the graph input */
     ql_attrs a;
     const char *precision;
+    int has_q;                   /* "qparams" given */
+    float scale;
+    int zero_point;
     int placed;                  /* index in the built graph, 0 until placed */
 } jnode;
 
@@ -188,7 +198,7 @@ static ql_status parse_node(const cJSON *j, int idx, jnode *n) {
     n->name = name->valuestring;
     for (const cJSON *k = j->child; k; k = k->next)
         if (strcmp(k->string, "name") && strcmp(k->string, "op") && strcmp(k->string, "inputs") &&
-            strcmp(k->string, "attrs") && strcmp(k->string, "precision"))
+            strcmp(k->string, "attrs") && strcmp(k->string, "precision") && strcmp(k->string, "qparams"))
             return bad("node '%s': unknown key '%s'", n->name, k->string);
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(j, "op");
     if (!cJSON_IsString(op)) return bad("node '%s': no \"op\" string%s", n->name, "");
@@ -203,6 +213,17 @@ static ql_status parse_node(const cJSON *j, int idx, jnode *n) {
     if (pr && (!cJSON_IsString(pr) || !pr->valuestring[0] || strlen(pr->valuestring) >= sizeof ((ql_node *)0)->precision))
         return bad("node '%s': \"precision\" must be a short string such as \"f32\"%s", n->name, "");
     if (pr) n->precision = pr->valuestring;
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "qparams");
+    n->has_q = q != NULL;
+    if (q) {
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(q, "scale"), *zp = cJSON_GetObjectItemCaseSensitive(q, "zero_point");
+        if (!cJSON_IsObject(q) || !cJSON_IsNumber(sc) || !cJSON_IsNumber(zp) || !(sc->valuedouble > 0) ||
+            !isfinite(sc->valuedouble) || sc->valuedouble > 1e30 || zp->valuedouble != floor(zp->valuedouble) ||
+            zp->valuedouble < 0 || zp->valuedouble > 255)
+            return bad("node '%s': \"qparams\" must be {\"scale\": > 0, \"zero_point\": 0..255}%s", n->name, "");
+        n->scale = (float)sc->valuedouble;
+        n->zero_point = (int)zp->valuedouble;
+    }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "inputs");
     if (!cJSON_IsArray(in)) return bad("node '%s': no \"inputs\" array%s", n->name, "");
     if (cJSON_GetArraySize(in) > QL_MAX_INPUTS) return bad("node '%s': too many inputs%s", n->name, "");
@@ -271,6 +292,10 @@ static ql_status build(ql_graph *g, jnode *ns, int n) {
             int at = ql_graph_add(g, ns[i].name, ns[i].op, idx, ns[i].ninputs, &ns[i].a);
             if (at < 0) return QL_EFORMAT;
             strcpy(g->nodes[at].precision, ns[i].precision);
+            if ((g->nodes[at].out_dtype == QL_DTYPE_U8) != ns[i].has_q)
+                return bad("node '%s': %s", ns[i].name, ns[i].has_q ? "\"qparams\" given for an op without a quantized output"
+                                                                   : "a quantized op needs \"qparams\"");
+            if (ns[i].has_q) { g->nodes[at].out_scale = ns[i].scale; g->nodes[at].out_zero = ns[i].zero_point; }
             ns[i].placed = at;
             done++;
             progress = 1;

@@ -5,6 +5,7 @@
 #define QLAB_GRAPH_OP_H
 #include <stddef.h>
 #include "qlab/graph.h"
+#include "qlab/ops.h"
 
 /* One node's call: inputs, output and (backward) gradients, all batch-first. */
 typedef struct {
@@ -37,11 +38,25 @@ const ql_op_def *ql_op_def_get(ql_op_type op);   /* NULL for an op without a tab
 extern const ql_op_def ql_op_input_def, ql_op_conv2d_def, ql_op_batchnorm2d_def,
     ql_op_relu_def, ql_op_relu6_def, ql_op_maxpool2d_def, ql_op_avgpool2d_def,
     ql_op_global_avgpool_def, ql_op_linear_def, ql_op_add_def, ql_op_flatten_def,
-    ql_op_lstm_def, ql_op_seq_last_def;
+    ql_op_lstm_def, ql_op_seq_last_def, ql_op_quantize_def, ql_op_dequantize_def,
+    ql_op_qconv2d_def, ql_op_qlinear_def, ql_op_qadd_def, ql_op_qmaxpool2d_def,
+    ql_op_qglobal_avgpool_def, ql_op_qrelu_def, ql_op_qflatten_def;
 
 /* Appends parameter "<node>.<suffix>", zero-filled, F32. */
 ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int64_t *shape,
                             int trainable);
+ql_status ql_node_add_param_dtype(ql_node *n, const char *suffix, ql_dtype dtype, int ndim,
+                                  const int64_t *shape, int trainable);
+/* Applies a fused activation (QL_ACT_*) in place, and its backward on dy
+ * given the activated output y (dy masked in place). */
+void ql_act_forward(int act, int64_t n, float *y);
+void ql_act_backward(int act, int64_t n, const float *y, float *dy_inout);
+ql_status ql_node_add_param_dtype(ql_node *n, const char *suffix, ql_dtype dtype, int ndim,
+                                  const int64_t *shape, int trainable);
+/* Applies a fused activation (QL_ACT_*) in place, and its backward on dy
+ * given the activated output y (dy masked in place). */
+void ql_act_forward(int act, int64_t n, float *y);
+void ql_act_backward(int act, int64_t n, const float *y, float *dy_inout);
 /* Frees n->priv (op caches, packed weights); they are rebuilt on demand. */
 void ql_node_free_priv(ql_node *n);
 
@@ -64,6 +79,12 @@ int ql_plan_slots(int nitems, int nsteps, const int *start, const int *end,
 ql_status ql_check_window(const ql_node *n, int has_dilation);
 /* "node 'x': op expects an {H,W,C} input, got (..) from 'y'" unless in is rank 3. */
 ql_status ql_check_image(const ql_node *n, const ql_node *in);
+
+/* Taps of a conv that read only padding for every output pixel can be
+ * dropped (a 3x3 conv on a 1x1 map is a 1x1 conv). Returns 1 when that
+ * shrinks the kernel, with the first kept taps and the equivalent shape in
+ * *out (which may alias s); 0 otherwise (out untouched). */
+int ql_conv_prune_taps(const ql_conv2d_shape *s, int *kh0, int *kw0, ql_conv2d_shape *out);
 
 /* Element count of the per-sample shape. */
 static inline int64_t ql_node_numel(const ql_node *n) {

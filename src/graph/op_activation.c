@@ -30,3 +30,15 @@ static ql_status relu6_backward(ql_op_ctx *c) {
 
 const ql_op_def ql_op_relu_def = {1, 1, same_infer, NULL, relu_forward, relu_backward, NULL};
 const ql_op_def ql_op_relu6_def = {1, 1, same_infer, NULL, relu6_forward, relu6_backward, NULL};
+
+void ql_act_forward(int act, int64_t n, float *y) {
+    if (act == QL_ACT_RELU) ql_relu_forward(n, y, y);
+    else if (act == QL_ACT_RELU6) ql_relu6_forward(n, y, y);
+}
+
+/* The output y tells where the activation passed the gradient: relu where
+ * y > 0, relu6 where 0 < y < 6. */
+void ql_act_backward(int act, int64_t n, const float *y, float *dy) {
+    if (act == QL_ACT_RELU) ql_relu_backward(n, y, dy, dy);
+    else if (act == QL_ACT_RELU6) ql_relu6_backward(n, y, dy, dy);
+}

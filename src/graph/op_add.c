@@ -20,13 +20,17 @@ static ql_status add_infer(ql_node *n, const ql_node *const *in) {
 
 static ql_status add_forward(ql_op_ctx *c) {
     ql_add_forward(c->y->numel, ql_f32(c->x[0]), ql_f32(c->x[1]), ql_f32(c->y));
+    ql_act_forward(c->n->a.act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 
 /* d(a+b)/da = d(a+b)/db = 1: both inputs receive dy. */
 static ql_status add_backward(ql_op_ctx *c) {
     for (int k = 0; k < 2; k++)
-        if (c->dx[k]) memcpy(c->dx[k], c->dy, (size_t)c->y->numel * sizeof(float));
+        if (c->dx[k]) {
+            memcpy(c->dx[k], c->dy, (size_t)c->y->numel * sizeof(float));
+            ql_act_backward(c->n->a.act, c->y->numel, ql_f32(c->y), c->dx[k]);
+        }
     return QL_OK;
 }
 

@@ -27,3 +27,28 @@ ql_status ql_check_image(const ql_node *n, const ql_node *in) {
     return ql_error(QL_ESHAPE, "node '%s': %s expects an {H,W,C} input, got %s from '%s'", n->name,
                     ql_op_name(n->op), ql_shape_str(in->out_ndim, in->out_shape, b, sizeof b), in->name);
 }
+
+/* First and last tap of one dimension that reads a real pixel for some output. */
+static void live_taps(int in, int out, int k, int stride, int pad, int dil, int *lo, int *hi) {
+    *lo = k; *hi = -1;
+    for (int t = 0; t < k; t++)
+        for (int o = 0; o < out; o++) {
+            int pos = o * stride - pad + t * dil;
+            if (pos >= 0 && pos < in) { if (t < *lo) *lo = t; *hi = t; break; }
+        }
+}
+
+int ql_conv_prune_taps(const ql_conv2d_shape *s, int *kh0, int *kw0, ql_conv2d_shape *out) {
+    int lh, hh, lw, hw;
+    live_taps(s->h, s->oh, s->kh, s->sh, s->ph, s->dh, &lh, &hh);
+    live_taps(s->w, s->ow, s->kw, s->sw, s->pw, s->dw, &lw, &hw);
+    if (hh < lh || hw < lw) return 0;
+    ql_conv2d_shape t = *s;
+    t.kh = hh - lh + 1; t.kw = hw - lw + 1;
+    t.ph = s->ph - lh * s->dh; t.pw = s->pw - lw * s->dw;
+    if ((t.kh == s->kh && t.kw == s->kw) || t.ph < 0 || t.pw < 0) return 0;
+    if (ql_conv2d_shape_init(&t) != QL_OK || t.oh != s->oh || t.ow != s->ow) return 0;
+    *kh0 = lh; *kw0 = lw;
+    *out = t;
+    return 1;
+}

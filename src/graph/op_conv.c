@@ -24,16 +24,6 @@ static void conv_priv_free(void *priv) {
     ql_free(p);
 }
 
-/* First and last tap of one dimension that reads a real pixel for some output. */
-static void live_taps(int in, int out, int k, int stride, int pad, int dil, int *lo, int *hi) {
-    *lo = k; *hi = -1;
-    for (int t = 0; t < k; t++)
-        for (int o = 0; o < out; o++) {
-            int pos = o * stride - pad + t * dil;
-            if (pos >= 0 && pos < in) { if (t < *lo) *lo = t; *hi = t; break; }
-        }
-}
-
 static ql_status conv_infer(ql_node *n, const ql_node *const *in) {
     ql_attrs *a = &n->a;
     QL_TRY(ql_check_image(n, in[0]));
@@ -102,24 +92,15 @@ static const float *packed_weight(ql_op_ctx *c) {
     return p->w;
 }
 
-/* Decides once (shapes are static) whether dropping dead taps changes the kernel. */
-static void decide_pruning(conv_priv *p, const ql_conv2d_shape *s) {
-    int lh, hh, lw, hw;
-    live_taps(s->h, s->oh, s->kh, s->sh, s->ph, s->dh, &lh, &hh);
-    live_taps(s->w, s->ow, s->kw, s->sw, s->pw, s->dw, &lw, &hw);
-    ql_conv2d_shape t = *s;
-    t.kh = hh - lh + 1; t.kw = hw - lw + 1;
-    t.ph = s->ph - lh * s->dh; t.pw = s->pw - lw * s->dw;
-    p->pruned = hh >= lh && hw >= lw && (t.kh < s->kh || t.kw < s->kw) && t.ph >= 0 && t.pw >= 0 &&
-                ql_conv2d_shape_init(&t) == QL_OK && t.oh == s->oh && t.ow == s->ow;
-    p->kh0 = lh; p->kw0 = lw; p->kh = t.kh; p->kw = t.kw;
-}
-
 /* Inference: the conv restricted to its live taps (same outputs: the dropped
  * taps only ever multiply padding). Adjusts *s and returns the weight. */
 static const float *pruned_weight(ql_op_ctx *c, const float *w, ql_conv2d_shape *s) {
     conv_priv *p = c->n->priv;
-    if (p->pruned < 0) decide_pruning(p, s);
+    if (p->pruned < 0) {
+        ql_conv2d_shape t;
+        p->pruned = ql_conv_prune_taps(s, &p->kh0, &p->kw0, &t);
+        p->kh = t.kh; p->kw = t.kw;
+    }
     if (!p->pruned) return w;
     int ic = s->c / s->groups;
     if (!p->wp) {
@@ -134,9 +115,8 @@ static const float *pruned_weight(ql_op_ctx *c, const float *w, ql_conv2d_shape 
                            w + (((size_t)o * s->kh + y + p->kh0) * s->kw + x + p->kw0) * ic, ic * sizeof(float));
         p->wp_version = c->g->version;
     }
-    s->ph -= p->kh0 * s->dh; s->pw -= p->kw0 * s->dw;
-    s->kh = p->kh; s->kw = p->kw;
-    return ql_conv2d_shape_init(s) == QL_OK ? p->wp : NULL;
+    ql_conv_prune_taps(s, &p->kh0, &p->kw0, s);
+    return p->wp;
 }
 
 static ql_status conv_forward(ql_op_ctx *c) {
@@ -149,6 +129,7 @@ static ql_status conv_forward(ql_op_ctx *c) {
     if (!w || (nws && !ws)) return QL_ENOMEM;
     const float *b = c->n->a.bias ? ql_f32(c->n->params[1].value) : NULL;
     ql_conv2d_forward(&s, ql_f32(c->x[0]), w, b, ql_f32(c->y), ws);
+    ql_act_forward(c->n->a.act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 
@@ -168,12 +149,20 @@ static ql_status conv_backward(ql_op_ctx *c) {
     QL_TRY(conv_shape(c, &s));
     ql_tensor *gw = n->params[0].grad, *gb = a->bias ? n->params[1].grad : NULL;
     size_t nws = ql_conv2d_workspace(&s), nw = gw ? (size_t)gw->numel : 0;
+    size_t ny = a->act ? (size_t)c->y->numel : 0;
     const float *w = packed_weight(c);
-    float *ws = ql_graph_scratch(c->g, nws + nw);
-    if (!w || (nws + nw && !ws)) return QL_ENOMEM;
+    float *ws = ql_graph_scratch(c->g, nws + nw + ny);
+    if (!w || (nws + nw + ny && !ws)) return QL_ENOMEM;
     float *dw = nw ? ws + nws : NULL;   /* OHWI, unpacked into the OIHW grad below */
     if (dw) memset(dw, 0, nw * sizeof *dw);
-    ql_conv2d_backward(&s, ql_f32(c->x[0]), w, c->dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
+    const float *dy = c->dy;
+    if (ny) {   /* through the fused activation first */
+        float *m = ws + nws + nw;
+        memcpy(m, c->dy, ny * sizeof *m);
+        ql_act_backward(a->act, (int64_t)ny, ql_f32(c->y), m);
+        dy = m;
+    }
+    ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
     if (dw) unpack_accumulate(dw, ql_f32(gw), a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
     return QL_OK;
 }

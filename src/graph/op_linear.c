@@ -1,4 +1,5 @@
 /* linear node: {F} -> {out}, or per time step {T,F} -> {T,out} (M = N*T rows). */
+#include <string.h>
 #include "qlab/ops.h"
 #include "graph/op.h"
 
@@ -36,14 +37,23 @@ static ql_status linear_forward(ql_op_ctx *c) {
     const float *b = n->a.bias ? ql_f32(n->params[1].value) : NULL;
     ql_linear_forward(c->x[0]->numel / n->a.in_ch, n->a.in_ch, n->a.out_ch, ql_f32(c->x[0]),
                       ql_f32(n->params[0].value), b, ql_f32(c->y));
+    ql_act_forward(n->a.act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 
 static ql_status linear_backward(ql_op_ctx *c) {
     const ql_node *n = c->n;
     ql_tensor *gw = n->params[0].grad, *gb = n->a.bias ? n->params[1].grad : NULL;
+    const float *dy = c->dy;
+    if (n->a.act) {   /* through the fused activation first */
+        float *m = ql_graph_scratch(c->g, (size_t)c->y->numel);
+        if (!m) return QL_ENOMEM;
+        memcpy(m, c->dy, (size_t)c->y->numel * sizeof *m);
+        ql_act_backward(n->a.act, c->y->numel, ql_f32(c->y), m);
+        dy = m;
+    }
     ql_linear_backward(c->x[0]->numel / n->a.in_ch, n->a.in_ch, n->a.out_ch, ql_f32(c->x[0]),
-                       ql_f32(n->params[0].value), c->dy, c->dx[0], gw ? ql_f32(gw) : NULL,
+                       ql_f32(n->params[0].value), dy, c->dx[0], gw ? ql_f32(gw) : NULL,
                        gb ? ql_f32(gb) : NULL);
     return QL_OK;
 }

@@ -16,6 +16,15 @@ static const ql_op_def *const table[QL_OP_COUNT] = {
     [QL_OP_FLATTEN] = &ql_op_flatten_def,
     [QL_OP_LSTM] = &ql_op_lstm_def,
     [QL_OP_SEQ_LAST] = &ql_op_seq_last_def,
+    [QL_OP_QUANTIZE] = &ql_op_quantize_def,
+    [QL_OP_DEQUANTIZE] = &ql_op_dequantize_def,
+    [QL_OP_QCONV2D] = &ql_op_qconv2d_def,
+    [QL_OP_QLINEAR] = &ql_op_qlinear_def,
+    [QL_OP_QADD] = &ql_op_qadd_def,
+    [QL_OP_QMAXPOOL2D] = &ql_op_qmaxpool2d_def,
+    [QL_OP_QGLOBAL_AVGPOOL] = &ql_op_qglobal_avgpool_def,
+    [QL_OP_QRELU] = &ql_op_qrelu_def,
+    [QL_OP_QFLATTEN] = &ql_op_qflatten_def,
 };
 
 const ql_op_def *ql_op_def_get(ql_op_type op) {

@@ -65,5 +65,7 @@ int luaopen_qlab_core(lua_State *L) {
     lq_open_bench(L);
     lq_open_st(L);
     lq_open_optim(L);
+    lq_open_observer(L);
+    lq_open_quant(L);
     return 1;
 }

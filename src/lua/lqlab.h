@@ -14,6 +14,7 @@
 #define QL_MT_LOADER  "qlab.Loader"
 #define QL_MT_BUILDER "qlab.Builder"
 #define QL_MT_OPTIM   "qlab.Optimizer"
+#define QL_MT_OBSERVER "qlab.Observer"
 
 /* Userdata bodies: a pointer that is NULL once freed. */
 typedef struct { ql_tensor *t; } l_tensor;
@@ -54,6 +55,10 @@ void lq_open_builder(lua_State *L);
 void lq_open_bench(lua_State *L);
 void lq_open_st(lua_State *L);
 void lq_open_optim(lua_State *L);   /* after lq_open_model */
+void lq_open_observer(lua_State *L);
+void lq_open_quant(lua_State *L);   /* after lq_open_model */
+struct ql_observer *lq_check_observer(lua_State *L, int idx);
+void lq_push_observer(lua_State *L, struct ql_observer *o);   /* takes ownership */
 struct ql_optim *lq_check_optim(lua_State *L, int idx);
 int  luaopen_qlab_core(lua_State *L);
 

@@ -89,6 +89,17 @@ static inline int32_t ql_requant(int32_t acc, float mult, float lo, float hi, in
     return (int32_t)nearbyintf(v) + y_zero;
 }
 
+/* s32 bias in accumulator units, nearbyint(b / (x_scale * w_scale)), kept
+ * within +-2^30 so sums cannot overflow; 0 when the scale is 0 or b is NaN. */
+static inline int32_t ql_quantize_bias(float b, float x_scale, float w_scale) {
+    float sb = x_scale * w_scale;
+    if (!(sb > 0)) return 0;
+    float q = nearbyintf(b / sb);
+    const float lim = 1073741824.0f;
+    if (q != q) return 0;
+    return q > lim ? (1 << 30) : q < -lim ? -(1 << 30) : (int32_t)q;
+}
+
 /* Wrapping s32 add, as the SIMD lanes do (no UB on overflow). */
 static inline int32_t ql_wrap_add(int32_t a, int32_t b) {
     return (int32_t)((uint32_t)a + (uint32_t)b);
@@ -104,8 +115,10 @@ typedef struct {
     float lo, hi;
     int f32_out;
 } ql_qdw_args;
-/* One output pixel (n, oh, ow), all channels. */
-void ql_qdw_pixel_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y);
+/* Output pixel (n, oh, ow), channels [c0, c1); y points at the pixel's channel 0. */
+void ql_qdw_range_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, int c0,
+                         int c1, void *y);
+/* All channels of one pixel: 8 at a time, the tail through the scalar code. */
 void ql_qdw_pixel_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y);
 
 /* ---- elementwise AVX2 twins (qelem_avx2.c); same results as the scalar code */
@@ -115,7 +128,7 @@ void ql_qadd_u8_avx2(int64_t n, const uint8_t *a, float sa, int32_t za, const ui
                      int32_t zb, uint8_t *y, float sy, int32_t zy, float lo, float hi);
 /* y (C) = max(y, x) */
 void ql_qmax_accum_avx2(int c, const uint8_t *x, uint8_t *y);
-/* x (HW,C) -> sum (C) in s32 */
-void ql_qsum_hw_avx2(int hw, int c, const uint8_t *x, int32_t *sum);
+/* sum[j] = sum_p x[p*ldx + j], j < c, p < hw (s32) */
+void ql_qsum_hw_avx2(int hw, int c, int64_t ldx, const uint8_t *x, int32_t *sum);
 
 #endif

@@ -1,0 +1,137 @@
+-- QConfigs and the prepare map.
+--   qlab.qconfig{activation = Observer, weight = Observer}
+--   qlab.qconfig.default()    -- u8 affine histogram activations, s8 symmetric per-channel minmax weights
+--   qlab.qconfig.per_tensor() -- the same with one weight scale per tensor
+--   qlab.qconfig.w4a8()       -- 4-bit per-channel weights, 8-bit activations
+--   model:prepare(map)        -- map: a QConfig (everything) or a table:
+--     default = qc                        every quantizable node
+--     ["op:linear"] = qc | false          by op type ("linear" also works when no node is named so)
+--     ["layer4.1.conv2"] = qc | false     by node name
+--     ["layer4%..*"] = false              by Lua pattern (anchored), longer patterns win
+--   false keeps a node FP32. Keys matching no node and no op are errors (typos).
+local core = require "qlab.core"
+
+local M = {}
+local QConfig = {}
+QConfig.__index = QConfig
+QConfig.__name = "qlab.QConfig"
+
+function QConfig:__tostring()
+  local a, w = self.activation:options(), self.weight:options()
+  return string.format("QConfig(activation = %s %s %d-bit, weight = %s %s %d-bit %s)",
+    a.kind, a.dtype, a.bits, w.kind, w.dtype, w.bits, w.per_channel and "per-channel" or "per-tensor")
+end
+
+local function is_observer(x) return getmetatable(x) == debug.getregistry()["qlab.Observer"] end
+
+local function new_qconfig(t)
+  if type(t) ~= "table" then error("qconfig: give {activation = Observer, weight = Observer}", 3) end
+  for k in pairs(t) do
+    if k ~= "activation" and k ~= "weight" then error("qconfig: unknown field '" .. tostring(k) .. "'", 3) end
+  end
+  local act = t.activation or core.observer.histogram{}
+  local w = t.weight or core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}
+  if not is_observer(act) or not is_observer(w) then error("qconfig: activation and weight must be observers", 3) end
+  return setmetatable({activation = act, weight = w}, QConfig)
+end
+
+M.qconfig = setmetatable({}, {__call = function(_, t) return new_qconfig(t) end})
+
+function M.qconfig.default()
+  return new_qconfig{activation = core.observer.histogram{bins = 2048},
+                     weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}}
+end
+
+function M.qconfig.per_tensor()
+  return new_qconfig{activation = core.observer.histogram{bins = 2048},
+                     weight = core.observer.minmax{dtype = "s8", symmetric = true}}
+end
+
+function M.qconfig.w4a8()
+  return new_qconfig{activation = core.observer.histogram{bins = 2048},
+                     weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true, bits = 4}}
+end
+
+function M.is_qconfig(x) return getmetatable(x) == QConfig end
+
+local op_names = {conv2d = 1, linear = 1, add = 1, maxpool2d = 1, global_avgpool = 1, relu = 1, relu6 = 1,
+                  flatten = 1, batchnorm2d = 1, avgpool2d = 1, lstm = 1, seq_last = 1}
+
+-- node name -> qconfig or false, from a map (see the header)
+function M.resolve(model, map)
+  if M.is_qconfig(map) then map = {default = map} end
+  if type(map) ~= "table" then error("prepare: give a QConfig or a map {default = qc, [name] = qc | false}", 3) end
+  local nodes = model:nodes()
+  local byname = {}
+  for _, n in ipairs(nodes) do byname[n.name] = n end
+  local exact, patterns, ops, default = {}, {}, {}, nil
+  for k, v in pairs(map) do
+    if type(k) ~= "string" then error("prepare: map keys must be strings", 3) end
+    if v ~= false and not M.is_qconfig(v) then
+      error("prepare: map['" .. k .. "'] must be a QConfig or false", 3)
+    end
+    if k == "default" then default = v
+    elseif byname[k] then exact[k] = v
+    elseif k:sub(1, 3) == "op:" and op_names[k:sub(4)] then ops[k:sub(4)] = v
+    elseif op_names[k] then ops[k] = v
+    else
+      local ok, matched = pcall(function()
+        for name in pairs(byname) do if name:match("^" .. k .. "$") then return true end end
+        return false
+      end)
+      if not ok or not matched then
+        error("prepare: '" .. k .. "' matches no node name, Lua pattern or op type", 3)
+      end
+      patterns[#patterns + 1] = {k, v}
+    end
+  end
+  table.sort(patterns, function(a, b) return #a[1] > #b[1] or (#a[1] == #b[1] and a[1] < b[1]) end)
+  local out = {}
+  for _, n in ipairs(nodes) do
+    local qc = exact[n.name]
+    if qc == nil then
+      for _, p in ipairs(patterns) do
+        if n.name:match("^" .. p[1] .. "$") then qc = p[2]; break end
+      end
+    end
+    if qc == nil then qc = ops[n.op] end
+    if qc == nil then qc = default end
+    out[n.name] = qc or false
+  end
+  return out
+end
+
+-- model:prepare(map): plans and observers; returns the model
+function M.prepare(model, map)
+  local resolved = M.resolve(model, map)
+  local plans = {}
+  for name, qc in pairs(resolved) do
+    if qc then plans[name] = {act = qc.activation, weight = qc.weight} end
+  end
+  return model:_prepare(plans)
+end
+
+-- The node table with precisions and, when prepared, the plan.
+function M.describe(model)
+  local lines = {}
+  local prepared = model:is_prepared()
+  local plan = prepared and model:plan() or nil
+  lines[1] = string.format("%-26s %-15s %-14s %9s  %-7s%s", "node", "op", "shape", "params", "prec",
+                           prepared and "  plan" or "")
+  local total = 0
+  for i, n in ipairs(model:nodes()) do
+    local extra = ""
+    if plan then
+      local p = plan[i]
+      extra = "  " .. p.mode .. (p.act and ("  act " .. p.act) or "") .. (p.weight and ("  w " .. p.weight) or "")
+              .. (p.observed and "  [observer]" or "")
+    end
+    lines[#lines + 1] = string.format("%-26s %-15s %-14s %9d  %-7s%s", n.name, n.op,
+      "(" .. table.concat(n.shape, ",") .. ")", n.params, n.precision, extra)
+    total = total + n.params
+  end
+  lines[#lines + 1] = string.format("%d nodes, %d parameters, %.2f MB", #lines - 1, total, model:size_bytes() / 1e6)
+  return table.concat(lines, "\n")
+end
+
+return M

@@ -1,0 +1,153 @@
+/* qconv2d and qlinear nodes: s8 weights (PyTorch layout, per-channel scales),
+ * f32 bias, u8 activations in and out. The kernels' packed form (ql_qconv /
+ * ql_qlinear) is built on first use from the parameters and the input's
+ * qparams, and rebuilt when g->version moves. */
+#include <string.h>
+#include "qlab/alloc.h"
+#include "qlab/qops.h"
+#include "graph/op.h"
+
+typedef struct {
+    uint64_t version;
+    ql_qconv *conv;
+    ql_qlinear *lin;
+    ql_conv2d_shape s;    /* the (possibly pruned) geometry the conv was packed for, n = 1 */
+    size_t ws_bytes;      /* workspace per image */
+} qpriv;
+
+static void qpriv_free(void *p) {
+    qpriv *q = p;
+    if (!q) return;
+    ql_qconv_free(q->conv);
+    ql_qlinear_free(q->lin);
+    ql_free(q);
+}
+
+static ql_status qconv_infer(ql_node *n, const ql_node *const *in) {
+    QL_TRY(ql_op_conv2d_def.infer(n, in));
+    n->out_dtype = QL_DTYPE_U8;
+    return QL_OK;
+}
+
+/* weight (OC,IC/g,KH,KW) s8, weight_scale (OC), weight_zero_point (OC) s32, bias (OC) f32 */
+static ql_status qconv_params(ql_node *n) {
+    const ql_attrs *a = &n->a;
+    int64_t ws[4] = {a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]}, cs[1] = {a->out_ch};
+    QL_TRY(ql_node_add_param_dtype(n, "weight", QL_DTYPE_S8, 4, ws, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_scale", QL_DTYPE_F32, 1, cs, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_zero_point", QL_DTYPE_S32, 1, cs, 0));
+    if (a->bias) QL_TRY(ql_node_add_param_dtype(n, "bias", QL_DTYPE_F32, 1, cs, 0));
+    return QL_OK;
+}
+
+static ql_status check_weights(const ql_node *n) {
+    const int32_t *zp = n->params[2].value->data;
+    const float *sc = ql_f32(n->params[1].value);
+    for (int64_t i = 0; i < n->params[2].value->numel; i++)
+        if (zp[i] != 0 || !(sc[i] > 0))
+            return ql_error(QL_EFORMAT, "node '%s': the INT8 kernels need symmetric weights (zero point 0, scale > 0); "
+                            "channel %lld has zero point %d, scale %g", n->name, (long long)i, zp[i], (double)sc[i]);
+    return QL_OK;
+}
+
+static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
+    ql_node *n = c->n;
+    qpriv *q = n->priv;
+    if (q && q->version == c->g->version && q->conv) { *out = q; return QL_OK; }
+    QL_TRY(check_weights(n));
+    if (!q) {
+        if (!(q = ql_calloc(sizeof *q))) return QL_ENOMEM;
+        n->priv = q;
+    }
+    ql_qconv_free(q->conv);
+    q->conv = NULL;
+    const ql_attrs *a = &n->a;
+    const ql_tensor *x = c->x[0];
+    ql_conv2d_shape s = {.n = 1, .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
+                         .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0],
+                         .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1], .dh = a->dilation[0],
+                         .dw = a->dilation[1], .groups = a->groups};
+    QL_TRY(ql_conv2d_shape_init(&s));
+    int kh0 = 0, kw0 = 0, ic = s.c / s.groups;
+    ql_conv2d_shape t = s;
+    ql_conv_prune_taps(&s, &kh0, &kw0, &t);   /* inference only: drop taps that read only padding */
+    int8_t *w = ql_malloc((size_t)s.oc * t.kh * t.kw * ic);
+    if (!w) return QL_ENOMEM;
+    const int8_t *src = n->params[0].value->data;   /* OIHW */
+    for (int o = 0; o < s.oc; o++)
+        for (int y = 0; y < t.kh; y++)
+            for (int xx = 0; xx < t.kw; xx++)
+                for (int i = 0; i < ic; i++)
+                    w[(((size_t)o * t.kh + y) * t.kw + xx) * ic + i] =
+                        src[(((size_t)o * ic + i) * s.kh + y + kh0) * s.kw + xx + kw0];
+    ql_qconv_params p = {.w = w, .w_scale = ql_f32(n->params[1].value),
+                         .bias = a->bias ? ql_f32(n->params[3].value) : NULL,
+                         .x_scale = x->scale, .x_zero = x->zero_point, .y_scale = n->out_scale,
+                         .y_zero = n->out_zero, .relu = a->act, .f32_out = 0};
+    q->conv = ql_qconv_new(&t, &p, ql_isa_active());
+    ql_free(w);
+    if (!q->conv) return QL_ENOMEM;
+    q->s = t;
+    q->ws_bytes = ql_qconv_workspace(q->conv, 1);
+    q->version = c->g->version;
+    *out = q;
+    return QL_OK;
+}
+
+static ql_status qconv_forward(ql_op_ctx *c) {
+    if (c->x[0]->dtype != QL_DTYPE_U8) return ql_error(QL_ESTATE, "node '%s': qconv2d needs a u8 input", c->n->name);
+    qpriv *q;
+    QL_TRY(qconv_pack(c, &q));
+    size_t nws = ql_qconv_workspace(q->conv, (int)c->batch);
+    void *ws = nws ? ql_graph_scratch(c->g, (nws + 3) / 4) : NULL;
+    if (nws && !ws) return QL_ENOMEM;
+    ql_qconv_forward(q->conv, (int)c->batch, c->x[0]->data, c->y->data, ws);
+    return QL_OK;
+}
+
+/* ---- qlinear ---------------------------------------------------------------- */
+static ql_status qlinear_infer(ql_node *n, const ql_node *const *in) {
+    QL_TRY(ql_op_linear_def.infer(n, in));
+    n->out_dtype = QL_DTYPE_U8;
+    return QL_OK;
+}
+
+static ql_status qlinear_params(ql_node *n) {
+    int64_t ws[2] = {n->a.out_ch, n->a.in_ch}, cs[1] = {n->a.out_ch};
+    QL_TRY(ql_node_add_param_dtype(n, "weight", QL_DTYPE_S8, 2, ws, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_scale", QL_DTYPE_F32, 1, cs, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_zero_point", QL_DTYPE_S32, 1, cs, 0));
+    if (n->a.bias) QL_TRY(ql_node_add_param_dtype(n, "bias", QL_DTYPE_F32, 1, cs, 0));
+    return QL_OK;
+}
+
+static ql_status qlinear_forward(ql_op_ctx *c) {
+    ql_node *n = c->n;
+    const ql_tensor *x = c->x[0];
+    if (x->dtype != QL_DTYPE_U8) return ql_error(QL_ESTATE, "node '%s': qlinear needs a u8 input", n->name);
+    qpriv *q = n->priv;
+    if (!q || q->version != c->g->version || !q->lin) {
+        QL_TRY(check_weights(n));
+        if (!q) {
+            if (!(q = ql_calloc(sizeof *q))) return QL_ENOMEM;
+            n->priv = q;
+        }
+        ql_qlinear_free(q->lin);
+        ql_qlinear_params p = {.w = n->params[0].value->data, .w_scale = ql_f32(n->params[1].value),
+                               .bias = n->a.bias ? ql_f32(n->params[3].value) : NULL, .x_scale = x->scale,
+                               .x_zero = x->zero_point, .y_scale = n->out_scale, .y_zero = n->out_zero,
+                               .relu = n->a.act, .f32_out = 0};
+        if (!(q->lin = ql_qlinear_new(n->a.in_ch, n->a.out_ch, &p, ql_isa_active()))) return QL_ENOMEM;
+        q->version = c->g->version;
+    }
+    ql_qlinear_forward(q->lin, x->numel / n->a.in_ch, x->data, c->y->data);
+    return QL_OK;
+}
+
+static ql_status no_backward(ql_op_ctx *c) {
+    return ql_error(QL_EUNSUPPORTED, "node '%s': quantized ops have no backward; train the FP32 model "
+                    "(or use QAT) before convert", c->n->name);
+}
+
+const ql_op_def ql_op_qconv2d_def = {1, 1, qconv_infer, qconv_params, qconv_forward, no_backward, qpriv_free};
+const ql_op_def ql_op_qlinear_def = {1, 1, qlinear_infer, qlinear_params, qlinear_forward, no_backward, qpriv_free};

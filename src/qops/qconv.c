@@ -1,0 +1,221 @@
+/* Quantized conv2d, NHWC u8 in, u8 (or f32) out. Three ways through:
+ *   - depthwise (groups == C == OC): direct kernel (qconv_dw*.c);
+ *   - 1x1, stride 1, no padding: x itself is the GEMM's A matrix;
+ *   - otherwise u8 im2col (x_zero as padding, so padding contributes
+ *     (x_zero - x_zero) * w = 0) into the workspace, in chunks of output rows
+ *     so the workspace stays bounded whatever the batch, then the packed GEMM.
+ * Weights are packed once here, per group; biases become s32 in accumulator
+ * units and the requantization multipliers are computed once. */
+#include <string.h>
+#include "qlab/alloc.h"
+#include "qops/qops_internal.h"
+
+#define WS_BUDGET (2 << 20)   /* im2col bytes per chunk */
+#define MIN_CHUNK_ROWS 64
+
+typedef enum { QCONV_IM2COL, QCONV_POINTWISE, QCONV_DW } qconv_kind;
+
+struct ql_qconv {
+    ql_conv2d_shape s;
+    qconv_kind kind;
+    int relu, f32_out;
+    int32_t x_zero, y_zero, qmin, qmax;
+    ql_isa isa;
+    ql_qgemm_packed **gemm;   /* (groups) unless depthwise */
+    int32_t *bias_q;          /* (OC) */
+    float *mult;              /* (OC) */
+    float *fbias;             /* (OC) float bias, f32 output only */
+    int32_t *dw_w;            /* (KH*KW, C) depthwise weights */
+};
+
+static int64_t kgroup(const ql_conv2d_shape *s) {
+    return (int64_t)s->kh * s->kw * (s->c / s->groups);
+}
+
+static int finite_pos(float v) { return v > 0 && v < INFINITY; }
+
+void ql_qconv_free(ql_qconv *c) {
+    if (!c) return;
+    if (c->gemm)
+        for (int g = 0; g < c->s.groups; g++) ql_qgemm_packed_free(c->gemm[g]);
+    ql_free(c->gemm);
+    ql_free(c->bias_q);
+    ql_free(c->mult);
+    ql_free(c->fbias);
+    ql_free(c->dw_w);
+    ql_free(c);
+}
+
+ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_isa isa) {
+    if (!s || !p || !p->w || !p->w_scale) {
+        ql_error(QL_EINVAL, "qconv: missing shape, weights or weight scales");
+        return NULL;
+    }
+    ql_conv2d_shape sh = *s;
+    sh.n = 1;
+    if (ql_conv2d_shape_init(&sh) != QL_OK) return NULL;
+    if (!finite_pos(p->x_scale) || (!p->f32_out && !finite_pos(p->y_scale))) {
+        ql_error(QL_EINVAL, "qconv: scales must be positive and finite (x %g, y %g)",
+                 (double)p->x_scale, (double)p->y_scale);
+        return NULL;
+    }
+    if (p->x_zero < 0 || p->x_zero > 255 || p->y_zero < 0 || p->y_zero > 255 || p->relu < 0 || p->relu > 2) {
+        ql_error(QL_EINVAL, "qconv: zero points must be in [0,255] (x %d, y %d), relu 0..2 (%d)",
+                 p->x_zero, p->y_zero, p->relu);
+        return NULL;
+    }
+    for (int o = 0; o < sh.oc; o++)
+        if (!(p->w_scale[o] >= 0 && p->w_scale[o] < INFINITY)) {
+            ql_error(QL_EINVAL, "qconv: weight scale %d is %g", o, (double)p->w_scale[o]);
+            return NULL;
+        }
+    ql_qconv *c = ql_calloc(sizeof *c);
+    if (!c) return NULL;
+    c->s = sh;
+    c->relu = p->relu; c->f32_out = p->f32_out;
+    c->x_zero = p->x_zero; c->y_zero = p->y_zero;
+    c->isa = isa > ql_isa_best() ? ql_isa_best() : isa;
+    ql_qrelu_bounds(p->relu, p->y_scale, p->y_zero, &c->qmin, &c->qmax);
+    const int oc = sh.oc, groups = sh.groups, ocg = oc / groups;
+    const int64_t kg = kgroup(&sh);
+    if (sh.groups == sh.c && sh.oc == sh.c) c->kind = QCONV_DW;
+    else if (sh.kh == 1 && sh.kw == 1 && sh.sh == 1 && sh.sw == 1 && sh.ph == 0 && sh.pw == 0)
+        c->kind = QCONV_POINTWISE;
+    else c->kind = QCONV_IM2COL;
+
+    c->bias_q = ql_malloc(sizeof(int32_t) * oc);
+    c->mult = ql_malloc(sizeof(float) * oc);
+    if (!c->bias_q || !c->mult) goto fail;
+    if (p->f32_out && p->bias) {
+        if (!(c->fbias = ql_malloc(sizeof(float) * oc))) goto fail;
+        memcpy(c->fbias, p->bias, sizeof(float) * oc);
+    }
+    for (int o = 0; o < oc; o++) {
+        // f32 output: y = acc * sx*sw + bias (exact float bias); u8: bias in s32
+        c->mult[o] = p->f32_out ? p->x_scale * p->w_scale[o] : p->x_scale * p->w_scale[o] / p->y_scale;
+        c->bias_q[o] = p->bias && !p->f32_out ? ql_quantize_bias(p->bias[o], p->x_scale, p->w_scale[o]) : 0;
+    }
+    if (c->kind == QCONV_DW) {
+        int taps = sh.kh * sh.kw;
+        if (!(c->dw_w = ql_malloc(sizeof(int32_t) * (size_t)taps * sh.c))) goto fail;
+        for (int ch = 0; ch < sh.c; ch++)   // (C, KH, KW, 1) -> (KH*KW, C)
+            for (int t = 0; t < taps; t++) c->dw_w[(int64_t)t * sh.c + ch] = p->w[(int64_t)ch * taps + t];
+        return c;
+    }
+    if (!(c->gemm = ql_calloc(sizeof(*c->gemm) * groups))) goto fail;
+    for (int g = 0; g < groups; g++)   // group g: rows [g*ocg, +ocg) of OHWI = (ocg, KH*KW*Cg)
+        if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa))) goto fail;
+    return c;
+fail:
+    ql_qconv_free(c);
+    return NULL;
+}
+
+static int64_t chunk_rows(const ql_qconv *c, int n) {
+    int64_t total = (int64_t)n * c->s.oh * c->s.ow, r = WS_BUDGET / kgroup(&c->s);
+    if (r < MIN_CHUNK_ROWS) r = MIN_CHUNK_ROWS;
+    return r < total ? r : total;
+}
+
+size_t ql_qconv_workspace(const ql_qconv *c, int n) {
+    if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;
+    return (size_t)(chunk_rows(c, n) * kgroup(&c->s));
+}
+
+// x (N,H,W,C) u8, group g, output rows [r0, r0+nr) -> cols (nr, KH*KW*Cg), x_zero outside
+static void im2col_u8(const ql_qconv *c, const uint8_t *x, int g, int64_t r0, int64_t nr, uint8_t *cols) {
+    const ql_conv2d_shape *s = &c->s;
+    const int cg = s->c / s->groups;
+    const int64_t kg = kgroup(s);
+    const uint8_t pad = (uint8_t)c->x_zero;
+    #pragma omp parallel for schedule(static) if (nr * kg > (1 << 16))
+    for (int64_t i = 0; i < nr; i++) {
+        int64_t r = r0 + i;
+        int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh);
+        int64_t n = r / ((int64_t)s->ow * s->oh);
+        uint8_t *dst = cols + i * kg;
+        for (int ki = 0; ki < s->kh; ki++) {
+            int ih = oh * s->sh - s->ph + ki * s->dh;
+            if (ih < 0 || ih >= s->h) {
+                memset(dst, pad, (size_t)s->kw * cg);
+                dst += s->kw * cg;
+                continue;
+            }
+            const uint8_t *xrow = x + ((n * s->h + ih) * s->w) * s->c + (int64_t)g * cg;
+            for (int kj = 0; kj < s->kw; kj++, dst += cg) {
+                int iw = ow * s->sw - s->pw + kj * s->dw;
+                if (iw < 0 || iw >= s->w) memset(dst, pad, (size_t)cg);
+                else memcpy(dst, xrow + (int64_t)iw * s->c, (size_t)cg);
+            }
+        }
+    }
+}
+
+static ql_qgemm_epilogue group_epilogue(const ql_qconv *c, int g) {
+    int64_t o = (int64_t)g * (c->s.oc / c->s.groups);
+    ql_qgemm_epilogue e = {.a_zero = c->x_zero, .bias = c->bias_q + o, .mult = c->mult + o,
+                           .y_zero = c->y_zero, .qmin = c->qmin, .qmax = c->qmax,
+                           .fbias = c->fbias ? c->fbias + o : NULL};
+    return e;
+}
+
+static void gemm(const ql_qconv *c, int g, int64_t m, const uint8_t *a, int64_t lda, char *y) {
+    ql_qgemm_epilogue e = group_epilogue(c, g);
+    if (c->f32_out) ql_qgemm_f32(c->gemm[g], m, a, lda, (float *)y, c->s.oc, &e);
+    else ql_qgemm_u8(c->gemm[g], m, a, lda, (uint8_t *)y, c->s.oc, &e);
+}
+
+static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
+    const ql_conv2d_shape *s = &c->s;
+    float lo, hi;
+    ql_qclamp_bounds(c->qmin, c->qmax, c->y_zero, &lo, &hi);
+    ql_qdw_args d = {.s = s, .w = c->dw_w, .bias = c->bias_q, .mult = c->mult, .fbias = c->fbias,
+                     .x_zero = c->x_zero, .y_zero = c->y_zero, .lo = lo, .hi = hi, .f32_out = c->f32_out};
+    const int avx = c->isa >= QL_ISA_AVX2;
+    const size_t es = c->f32_out ? 4 : 1;
+    const int64_t tasks = (int64_t)n * s->oh;
+    #pragma omp parallel for schedule(static) if (tasks * s->ow * s->c * s->kh * s->kw > (1 << 16))
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t img = t / s->oh;
+        int oh = (int)(t % s->oh);
+        for (int ow = 0; ow < s->ow; ow++) {
+            char *yp = (char *)y + (size_t)(((img * s->oh + oh) * s->ow + ow) * s->c) * es;
+            if (avx) ql_qdw_pixel_avx2(&d, x, img, oh, ow, yp);
+            else ql_qdw_range_scalar(&d, x, img, oh, ow, 0, s->c, yp);
+        }
+    }
+}
+
+// f32 output has no clamp: a fused relu / relu6 is applied on the floats
+static void relu_f32(int relu, int64_t n, float *y) {
+    #pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i] > 0.0f ? y[i] : 0.0f;
+        y[i] = relu == 2 && v > 6.0f ? 6.0f : v;
+    }
+}
+
+void ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void *ws) {
+    if (!c || n <= 0) return;
+    const ql_conv2d_shape *s = &c->s;
+    const int cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t total = (int64_t)n * s->oh * s->ow, kg = kgroup(s);
+    const size_t es = c->f32_out ? 4 : 1;
+    char *yb = y;
+    if (c->kind == QCONV_DW) {
+        forward_dw(c, n, x, y);
+    } else if (c->kind == QCONV_POINTWISE) {   // y_g (M,OCg) = x_g (M,Cg) w_g^T
+        for (int g = 0; g < s->groups; g++)
+            gemm(c, g, total, x + (int64_t)g * cg, s->c, yb + (size_t)g * ocg * es);
+    } else {
+        const int64_t rows = chunk_rows(c, n);
+        for (int64_t r0 = 0; r0 < total; r0 += rows) {
+            int64_t nr = total - r0 < rows ? total - r0 : rows;
+            for (int g = 0; g < s->groups; g++) {
+                im2col_u8(c, x, g, r0, nr, ws);
+                gemm(c, g, nr, ws, kg, yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es);
+            }
+        }
+    }
+    if (c->f32_out && c->relu) relu_f32(c->relu, total * s->oc, y);
+}

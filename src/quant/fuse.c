@@ -1,0 +1,81 @@
+/* Fusion on the FP32 graph: conv+bn folding, then relu/relu6 into the
+ * producing conv / linear / add. Fused results equal the unfused ones up to
+ * float rounding; the INT8 kernels then clamp in the requantization. */
+#include <math.h>
+#include <string.h>
+#include "qlab/alloc.h"
+#include "qlab/quant.h"
+#include "graph/op.h"
+
+/* Number of nodes reading node i (counting the graph output as a reader). */
+static int consumers(const ql_graph *g, int i) {
+    int c = g->output == i;
+    for (int j = i + 1; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++) c += g->nodes[j].inputs[k] == i;
+    return c;
+}
+
+static ql_param *param(ql_node *n, const char *suffix) {
+    size_t ln = strlen(n->name);
+    for (int k = 0; k < n->nparams; k++)
+        if (!strncmp(n->params[k].name, n->name, ln) && n->params[k].name[ln] == '.' &&
+            !strcmp(n->params[k].name + ln + 1, suffix))
+            return &n->params[k];
+    return NULL;
+}
+
+/* w' = w * g/sqrt(v+eps) per output channel; b' = (b - m) * g/sqrt(v+eps) + beta */
+static ql_status fold_bn(ql_node *conv, ql_node *bn) {
+    if (!conv->a.bias) {
+        int64_t s[1] = {conv->a.out_ch};
+        QL_TRY(ql_node_add_param(conv, "bias", 1, s, 1));
+        conv->a.bias = 1;
+    }
+    ql_param *w = param(conv, "weight"), *b = param(conv, "bias");
+    ql_param *gm = param(bn, "weight"), *bt = param(bn, "bias"), *rm = param(bn, "running_mean"),
+             *rv = param(bn, "running_var");
+    if (!w || !b || !gm || !bt || !rm || !rv) return ql_error(QL_ESTATE, "fuse: '%s' or '%s' lacks a parameter", conv->name, bn->name);
+    int oc = conv->a.out_ch;
+    int64_t per = w->value->numel / oc;
+    float *W = ql_f32(w->value), *B = ql_f32(b->value);
+    const float *G = ql_f32(gm->value), *Bt = ql_f32(bt->value), *M = ql_f32(rm->value), *V = ql_f32(rv->value);
+    for (int o = 0; o < oc; o++) {
+        float k = G[o] / sqrtf(V[o] + bn->a.eps);
+        for (int64_t e = 0; e < per; e++) W[o * per + e] *= k;
+        B[o] = (B[o] - M[o]) * k + Bt[o];
+    }
+    return QL_OK;
+}
+
+ql_status ql_fuse(ql_graph *g, int *nfused) {
+    int removed = 0;
+    /* conv + bn */
+    for (int j = 1; j < g->nnodes; j++) {
+        ql_node *bn = &g->nodes[j];
+        if (bn->op != QL_OP_BATCHNORM2D) continue;
+        int i = bn->inputs[0];
+        ql_node *conv = &g->nodes[i];
+        if (conv->op != QL_OP_CONV2D || conv->a.act || consumers(g, i) != 1 || conv->obs || bn->obs) continue;
+        QL_TRY(fold_bn(conv, bn));
+        QL_TRY(ql_graph_remove(g, j, i));
+        removed++;
+        j--;
+    }
+    /* (conv | linear | add) + relu / relu6 */
+    for (int j = 1; j < g->nnodes; j++) {
+        ql_node *r = &g->nodes[j];
+        if (r->op != QL_OP_RELU && r->op != QL_OP_RELU6) continue;
+        int i = r->inputs[0];
+        ql_node *p = &g->nodes[i];
+        if ((p->op != QL_OP_CONV2D && p->op != QL_OP_LINEAR && p->op != QL_OP_ADD) || p->a.act ||
+            consumers(g, i) != 1 || p->obs || r->obs)
+            continue;
+        p->a.act = r->op == QL_OP_RELU ? QL_ACT_RELU : QL_ACT_RELU6;
+        QL_TRY(ql_graph_remove(g, j, i));
+        removed++;
+        j--;
+    }
+    if (removed) { ql_graph_release(g); g->version++; }
+    if (nfused) *nfused = removed;
+    return QL_OK;
+}
