@@ -29,8 +29,9 @@ ql_status ql_model_save(const ql_graph *g, const char *path) {
 /* "file has (10,256), model expects (10,512)" style checks of one tensor. */
 static ql_status check_entry(const ql_st_entry *e, const ql_param *p) {
     char a[128], b[128];
-    if (e->dtype != QL_DTYPE_F32)
-        return ql_error(QL_EFORMAT, "tensor '%s' is %s, the model expects F32", e->name, ql_dtype_st_name(e->dtype));
+    if (e->dtype != p->value->dtype)
+        return ql_error(QL_EFORMAT, "tensor '%s' is %s, the model expects %s", e->name, ql_dtype_st_name(e->dtype),
+                        ql_dtype_st_name(p->value->dtype));
     int same = e->ndim == p->value->ndim;
     for (int i = 0; same && i < e->ndim; i++) same = e->shape[i] == p->value->shape[i];
     if (!same)

@@ -109,11 +109,13 @@ static ql_status histc(ql_hist *h, const float *x, int64_t n, float L, float R, 
             float v = x[i];
             if (!(v >= L && v <= R)) continue;
             int k = (int)((v - L) * inv);
-            if (k > nb - 1) k = nb - 1;
-            if (k < 0) k = 0;
-            while (v >= thr[k + 1]) k++;   /* thr[nb] = inf stops it */
-            while (k > 0 && v < thr[k]) k--;
-            c[k]++;
+            k = k > nb - 1 ? nb - 1 : k;
+            k = k < 0 ? 0 : k;
+            /* the multiply is off by at most one bin (4 roundings: |error| <
+             * bins * 2.4e-7 < 1): fix it branch-free, both compares independent;
+             * thr[0] = L and thr[nb] = inf keep k in range */
+            int up = v >= thr[k + 1], down = v < thr[k];
+            c[k + up - down]++;
         }
     }
     for (int j = 0; j < nb; j++) {
