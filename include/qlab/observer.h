@@ -61,7 +61,8 @@ ql_status ql_observer_qparams(const ql_observer *o, float *scale, int32_t *zero_
 /* Quantization code range from the options: e.g. u8 8-bit [0,255], reduce_range [0,127], s8 4-bit [-8,7]. */
 void      ql_observer_qrange(const ql_observer_opts *o, int32_t *qmin, int32_t *qmax);
 /* Histogram of a per-tensor observer (histogram-based kinds, and the others
- * keep one too for display): counts[bins] over [lo, hi]. NULL counts if none. */
+ * keep one too for display): counts[bins] over [lo, hi]. NULL counts if none.
+ * counts stays valid until the next observe, reset or free of the observer. */
 ql_status ql_observer_histogram(const ql_observer *o, const float **counts, int *bins, float *lo, float *hi);
 
 /* qparams from a range, as PyTorch's _calculate_qparams. */

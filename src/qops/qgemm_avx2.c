@@ -15,24 +15,28 @@ static inline uint32_t pair16(const uint8_t *row, int64_t k0, int k) {
     return lo | hi << 16;
 }
 
-// rows x steps [s0, s0+ns) of A -> groups of 4 rows of (s16, s16) pairs
+QL_AVX2 static inline __m256i widen16(const uint8_t *p) {
+    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+}
+
+// rows x steps [s0, s0+ns) of A -> groups of 4 rows of (s16, s16) pairs. Rows
+// past the end repeat the last row: kernels never read them (mr < MR).
 QL_AVX2 static void pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
                                 int64_t ns, uint8_t *dst) {
     int64_t groups = (rows + MR - 1) / MR;
     for (int64_t g = 0; g < groups; g++) {
         const uint8_t *src[MR];
-        for (int r = 0; r < MR; r++) src[r] = g * MR + r < rows ? a + (g * MR + r) * lda : NULL;
+        for (int r = 0; r < MR; r++) src[r] = a + (g * MR + r < rows ? g * MR + r : rows - 1) * lda;
         uint32_t *d = (uint32_t *)(dst + g * ns * MR * 4);
         int64_t s = 0;
         // 8 steps (16 values of K) at a time: widen, then a 4 x 8 transpose of pairs
         for (; s + 8 <= ns && (s0 + s) * 2 + 16 <= k; s += 8) {
             int64_t k0 = (s0 + s) * 2;
-            __m256i v[MR];
-            for (int r = 0; r < MR; r++)
-                v[r] = src[r] ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[r] + k0)))
-                              : _mm256_setzero_si256();
-            __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
-            __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(src[r] + MR * lda + k0), _MM_HINT_T0);
+            __m256i v0 = widen16(src[0] + k0), v1 = widen16(src[1] + k0);
+            __m256i v2 = widen16(src[2] + k0), v3 = widen16(src[3] + k0);
+            __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+            __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
             __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // steps 0|4, 1|5
             __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // steps 2|6, 3|7
             __m256i *o = (__m256i *)(d + s * MR);
@@ -42,7 +46,7 @@ QL_AVX2 static void pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, 
             _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
         }
         for (; s < ns; s++)
-            for (int r = 0; r < MR; r++) d[s * MR + r] = src[r] ? pair16(src[r], (s0 + s) * 2, k) : 0;
+            for (int r = 0; r < MR; r++) d[s * MR + r] = pair16(src[r], (s0 + s) * 2, k);
     }
 }
 

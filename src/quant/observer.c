@@ -1,13 +1,34 @@
 /* Observers: the object, option checks, observe() dispatch, the chosen range
  * per kind and PyTorch's _calculate_qparams.
  *
- * Every observer keeps a whole-tensor histogram (PyTorch's HistogramObserver
- * rule, observer_hist.c) for display; the histogram kinds choose their range
- * on it. minmax / moving_average keep torch's running (or averaged) min/max,
- * per tensor or per channel. mse per channel searches each channel of each
- * batch directly (observer_calib.c) and averages the per-batch ranges. */
+ * - Every observer keeps a whole-tensor histogram of what it accepted, with
+ *   PyTorch's HistogramObserver rule (observer_hist.c): `bins` bins over the
+ *   range seen so far, rebinned with torch's upsample/downsample combine when
+ *   a batch widens the range (its top end may then sit a little above the
+ *   data, as torch's max_val does). Per-channel and moving-average observers
+ *   keep it too, whole tensor and cumulative, for display.
+ * - minmax / moving_average keep torch's running (or averaged: the first
+ *   batch sets, then m += c * (new - m)) min/max, per tensor or per channel
+ *   (every axis but ch_axis is reduced; ch_axis < 0 counts from the end).
+ * - histogram: torch's L2 search on the histogram, dst_nbins = 2^bits (256
+ *   at 8 bits whatever reduce_range is, as torch 1.13). percentile, entropy,
+ *   mse: observer_calib.c, clamped to the observed [min, max].
+ * - mse per channel searches each channel of each batch on its values
+ *   (observer_calib.c) and its range is the mean of the per-batch ranges
+ *   (weights are observed once: exactly the search's result).
+ * - ql_observer_minmax() is the true running min/max for every kind but
+ *   moving_average; ql_observer_histogram() gives torch's histogram min_val /
+ *   max_val.
+ * - The chosen range is computed when asked (range / qparams) and cached
+ *   until the next accepted observe: the L2 / KL / MSE searches never run
+ *   per batch. That cache makes those const calls unsafe to run on one
+ *   observer from two threads at once.
+ * - Bad input (NaN/Inf, empty, not f32, a range wider than float32) is an
+ *   error that leaves the statistics untouched; frozen observers accept and
+ *   ignore input; reset clears statistics and count but not the frozen flag. */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "observer_impl.h"
@@ -242,18 +263,23 @@ static void channel_minmax(const float *x, int64_t outer, int C, int64_t inner, 
 static ql_status channel_mse(const ql_observer *o, const float *x, int64_t outer, int C, int64_t inner,
                              float *lo, float *hi) {
     int64_t m = outer * inner;
-    float *buf = ql_malloc((size_t)m * sizeof(float));
+    int nt = C > 1 && m * C > 4096 ? omp_get_max_threads() : 1;
+    if (nt > C) nt = C;
+    float *buf = ql_malloc((size_t)m * nt * sizeof(float));
     if (!buf) return ql_error(QL_ENOMEM, "observer mse: no memory for a channel");
     int32_t qmin, qmax;
     ql_observer_qrange(&o->opts, &qmin, &qmax);
-    ql_status s = QL_OK;
-    for (int c = 0; c < C && s == QL_OK; c++) {
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1) reduction(|:failed)
+    for (int c = 0; c < C; c++) {
+        float *b = buf + (size_t)m * omp_get_thread_num();
         for (int64_t a = 0, j = 0; a < outer; a++)
-            for (int64_t i = 0; i < inner; i++) buf[j++] = x[(a * C + c) * inner + i];
-        s = ql_calib_mse_values(buf, m, o->opts.bins, qmin, qmax, o->opts.symmetric, o->opts.dtype, &lo[c], &hi[c]);
+            for (int64_t i = 0; i < inner; i++) b[j++] = x[(a * C + c) * inner + i];
+        failed |= ql_calib_mse_values(b, m, o->opts.bins, qmin, qmax, o->opts.symmetric, o->opts.dtype,
+                                      &lo[c], &hi[c]) != QL_OK;
     }
     ql_free(buf);
-    return s;
+    return failed ? ql_error(QL_ENOMEM, "observer mse: no memory for a channel's histogram") : QL_OK;
 }
 
 static ql_status observe_per_channel(ql_observer *o, const ql_tensor *x, float xmin, float xmax) {

@@ -7,22 +7,28 @@
  *   at 0, bins cut at 0 split in proportion). Levels: 2^(bits-1) when the
  *   range is symmetric or the data has both signs, 2^bits for affine
  *   one-signed data (ReLU outputs: every code on one side). Candidate
- *   thresholds are the bin edges i*w, i = levels..bins; for each, the
+ *   thresholds are the bin edges i*w, i = levels..bins (every 4th, then
+ *   every one around the best); for each, the
  *   reference P is bins [0, i) with the outliers added to the last one, Q is
  *   P's bins merged into `levels` groups and spread back over the non-empty
  *   bins; both smoothed (eps 1e-4 on empty bins) and KL(P||Q) minimised.
  *   Affine two-signed: [max(min, -t), min(max, t)].
  * mse: the expected squared error of quantize-dequantize, integrated
  *   exactly over each bin (values uniform inside a bin), for shrunk ranges:
- *   symmetric +-t, t = amax*k/100 then refined; affine [f*min, f*max] then
- *   two rounds of coordinate search on each end. */
+ *   symmetric +-t, t = amax*f; affine [f*min, f*max], then each end alone
+ *   (top, then bottom). Each 1-d search: f = k/25, then 20 steps between the
+ *   best one's neighbours (resolution 0.2% of the range); ties keep the
+ *   wider range. Per channel (weights): the channel's values themselves up
+ *   to 16384 per channel, a histogram of them beyond. */
 #include <math.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "observer_impl.h"
 
-#define MSE_GRID 100
-#define MSE_FINE 20
+#define MSE_GRID 25       /* coarse grid of shrink factors k/25 */
+#define MSE_FINE 20       /* then 20 steps between the best one's neighbours */
+#define ENT_STRIDE 4      /* entropy: thresholds tried on a stride, then refined */
+#define MSE_RAW_MAX 16384 /* per-channel mse: raw values up to this many per channel */
 
 /* |x| histogram of counts[bins] over [lo, hi]: out[bins] over [0, amax]. */
 static void fold_abs(const float *counts, int nb, double lo, double hi, double *out, double *amax) {
@@ -130,13 +136,24 @@ ql_status ql_calib_entropy(const float *counts, int bins, float lo, float hi, in
     fold_abs(counts, bins, lo, hi, h, &A);
     int best = bins;
     if (levels < bins) {
-        double outl = 0, best_kl = INFINITY;
-        for (int k = levels; k < bins; k++) outl += h[k];
-        for (int i = levels; i <= bins; i++) {
-            double kl = kl_at(h, i, levels, outl, p, q);
+        /* outliers beyond bin i: suffix sums */
+        double *tail = ql_malloc(((size_t)bins + 1) * sizeof(double));
+        if (!tail) { ql_free(h); return ql_error(QL_ENOMEM, "observer entropy: no memory"); }
+        tail[bins] = 0;
+        for (int k = bins - 1; k >= 0; k--) tail[k] = tail[k + 1] + h[k];
+        /* every ENT_STRIDE-th threshold, then every one around the best */
+        double best_kl = INFINITY;
+        for (int i = bins; i >= levels; i -= ENT_STRIDE) {
+            double kl = kl_at(h, i, levels, tail[i], p, q);
             if (kl < best_kl) { best_kl = kl; best = i; }
-            if (i < bins) outl -= h[i];
         }
+        int a = best - ENT_STRIDE + 1 > levels ? best - ENT_STRIDE + 1 : levels;
+        int b = best + ENT_STRIDE - 1 < bins ? best + ENT_STRIDE - 1 : bins;
+        for (int i = a; i <= b; i++) {
+            double kl = kl_at(h, i, levels, tail[i], p, q);
+            if (kl < best_kl) { best_kl = kl; best = i; }
+        }
+        ql_free(tail);
     }
     ql_free(h);
     float t = (float)(A * best / bins);
@@ -167,6 +184,18 @@ static double seg_err(double ua, double ub, int32_t qmin, int32_t qmax) {
 double ql_calib_sq_error(const float *a, const float *b, const float *w, int64_t n,
                          float scale, int32_t zp, int32_t qmin, int32_t qmax) {
     double s = scale, err = 0;
+    if (a == b && !w) {                 /* raw values, weight 1: the fast path */
+        double inv = 1.0 / s, lo = qmin, hi = qmax;
+        const double magic = 6755399441055744.0;   /* 1.5 * 2^52: v + magic - magic rounds to even */
+        for (int64_t i = 0; i < n; i++) {
+            double u = a[i] * inv + zp;
+            double c = u < lo ? lo : u > hi ? hi : u;   /* codes are clamped: round inside the range */
+            double k = (c + magic) - magic;
+            k = k < lo ? lo : k > hi ? hi : k;
+            err += (u - k) * (u - k);
+        }
+        return err * s * s;
+    }
     for (int64_t i = 0; i < n; i++) {
         double ua = a[i] / s + zp, ub = b[i] / s + zp, e;
         if (ub > ua) e = seg_err(ua, ub, qmin, qmax) / (ub - ua);
@@ -175,7 +204,7 @@ double ql_calib_sq_error(const float *a, const float *b, const float *w, int64_t
             k = k < qmin ? qmin : k > qmax ? qmax : k;
             e = (ua - k) * (ua - k);
         }
-        err += w[i] * e;
+        err += (w ? w[i] : 1.0) * e;
     }
     return err * s * s;
 }
@@ -218,6 +247,15 @@ static double line_search(const line *L, double f0, double f1, int steps, double
     return best;
 }
 
+/* best factor in (0, 1]: a coarse grid, then a fine one around its best (f0: the fallback) */
+static double coarse_fine(const line *L, double f0) {
+    double f = f0;
+    line_search(L, 0, 1, MSE_GRID, &f);
+    double g = f;
+    line_search(L, fmax(f - 1.0 / MSE_GRID, 1e-6), fmin(f + 1.0 / MSE_GRID, 1), MSE_FINE, &g);
+    return g;
+}
+
 void ql_calib_mse(const float *a, const float *b, const float *w, int64_t n, float lo, float hi,
                   int32_t qmin, int32_t qmax, int symmetric, ql_dtype dtype, float *rlo, float *rhi) {
     mse_data d = { a, b, w, n, qmin, qmax, symmetric, dtype };
@@ -227,30 +265,20 @@ void ql_calib_mse(const float *a, const float *b, const float *w, int64_t n, flo
     if (symmetric) {
         float A = -mn > mx ? -mn : mx;
         line L = { &d, -A, A, 0 };
-        double f = 1;
-        line_search(&L, 0, 1, MSE_GRID, &f);
-        double g = f;
-        line_search(&L, fmax(f - 1.0 / MSE_GRID, 1e-6), fmin(f + 1.0 / MSE_GRID, 1), MSE_FINE, &g);
-        *rlo = (float)(-A * g); *rhi = (float)(A * g);
+        double f = coarse_fine(&L, 1);
+        *rlo = (float)(-A * f); *rhi = (float)(A * f);
         return;
     }
     line L = { &d, mn, mx, 0 };
-    double f = 1;
-    line_search(&L, 0, 1, MSE_GRID, &f);
+    double f = coarse_fine(&L, 1);
     float cl = (float)(mn * f), ch = (float)(mx * f);
-    for (int round = 0; round < 2; round++) {
-        if (mx > 0) {                               /* the top end, bottom fixed */
-            line H = { &d, cl, mx, 2 };
-            double g = ch / mx;
-            line_search(&H, 0, 1, MSE_GRID, &g);
-            ch = (float)(mx * g);
-        }
-        if (mn < 0) {                               /* the bottom end, top fixed */
-            line B = { &d, mn, ch, 1 };
-            double g = cl / mn;
-            line_search(&B, 0, 1, MSE_GRID, &g);
-            cl = (float)(mn * g);
-        }
+    if (mx > 0) {                               /* then the top end, bottom fixed */
+        line H = { &d, cl, mx, 2 };
+        ch = (float)(mx * coarse_fine(&H, ch / mx));
+    }
+    if (mn < 0) {                               /* and the bottom end, top fixed */
+        line B = { &d, mn, ch, 1 };
+        cl = (float)(mn * coarse_fine(&B, cl / mn));
     }
     *rlo = lo >= 0 ? lo : cl;                       /* one-signed data keeps its true end */
     *rhi = hi <= 0 ? hi : ch;
@@ -288,12 +316,8 @@ ql_status ql_calib_mse_values(const float *x, int64_t n, int bins, int32_t qmin,
     for (int64_t i = 1; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
     *rlo = lo; *rhi = hi;
     if (!(hi > lo)) return QL_OK;
-    if (n <= bins) {                    /* the values themselves */
-        float *w = ql_malloc((size_t)n * sizeof(float));
-        if (!w) return ql_error(QL_ENOMEM, "observer mse: no memory");
-        for (int64_t i = 0; i < n; i++) w[i] = 1;
-        ql_calib_mse(x, x, w, n, lo, hi, qmin, qmax, symmetric, dtype, rlo, rhi);
-        ql_free(w);
+    if (n <= MSE_RAW_MAX) {             /* the values themselves */
+        ql_calib_mse(x, x, NULL, n, lo, hi, qmin, qmax, symmetric, dtype, rlo, rhi);
         return QL_OK;
     }
     float *cnt = ql_calloc((size_t)bins * sizeof(float));

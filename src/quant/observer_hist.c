@@ -1,7 +1,10 @@
 /* The running histogram of PyTorch 1.13's HistogramObserver and its L2-norm
  * range search (_non_linear_param_search), written to give torch's numbers:
  * every step that torch computes in float32 is computed here in float, in
- * the same order; what torch accumulates in double (cumsum) is double here.
+ * the same order; what torch accumulates in double (cumsum) is double here,
+ * and torch.sum's float32 reduction order is reproduced (torch_sum_f32).
+ * Checked bit-exact against torch 1.13 (scale, zero point, min/max and every
+ * histogram count) on 150 random multi-batch sequences, both counting modes.
  *
  * Counting (torch.histc): bin = (int64)((x - L) / (R - L) * bins), x == R in
  * the last bin, values outside [L, R] dropped. That map is monotone in x, so
@@ -231,12 +234,53 @@ static inline float div_floor(float a, float b) {
     return fl;
 }
 
+/* torch.sum of a contiguous float32 vector on CPU, in torch's order (cascade_sum
+ * of aten/src/ATen/native/cpu/SumKernel.cpp with 8-float AVX2 vectors): rows of
+ * 4 vectors summed in chunks of 16 rows, chunk sums carried up 4 levels, then
+ * the 4 vectors, then the 8 lanes, then the tail. Bit-exact against torch's
+ * AVX2 kernel (the capability Debian's torch 1.13 uses here); torch on an
+ * AVX-512 machine sums in 16-float vectors and may differ in the last bit. */
+static float torch_sum_f32(const float *x, int64_t n) {
+    enum { W = 8, ILP = 4, LEVELS = 4 };
+    int64_t nvec = n / W, rows = nvec / ILP;
+    int ceil_log2 = 1;
+    if (rows > 2) { ceil_log2 = 0; while (((int64_t)1 << ceil_log2) < rows) ceil_log2++; }
+    int power = ceil_log2 / LEVELS > 4 ? ceil_log2 / LEVELS : 4;
+    int64_t step = (int64_t)1 << power;
+    float acc[LEVELS][ILP][W];
+    memset(acc, 0, sizeof acc);
+    int64_t i = 0;
+    while (i + step <= rows) {
+        for (int64_t j = 0; j < step; j++, i++)
+            for (int k = 0; k < ILP; k++)
+                for (int l = 0; l < W; l++) acc[0][k][l] += x[(i * ILP + k) * W + l];
+        for (int j = 1; j < LEVELS; j++) {
+            for (int k = 0; k < ILP; k++)
+                for (int l = 0; l < W; l++) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0; }
+            if ((i & ((step - 1) << (j * power))) != 0) break;
+        }
+    }
+    for (; i < rows; i++)
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < W; l++) acc[0][k][l] += x[(i * ILP + k) * W + l];
+    for (int j = 1; j < LEVELS; j++)
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < W; l++) acc[0][k][l] += acc[j][k][l];
+    for (int64_t r = rows * ILP; r < nvec; r++)
+        for (int l = 0; l < W; l++) acc[0][0][l] += x[r * W + l];
+    float v[W], total = 0;
+    for (int l = 0; l < W; l++) v[l] = ((acc[0][0][l] + acc[0][1][l]) + acc[0][2][l]) + acc[0][3][l];
+    for (int64_t r = nvec * W; r < n; r++) total += x[r];
+    for (int l = 0; l < W; l++) total += v[l];
+    return total;
+}
+
 static inline float cube_diff3(float e, float b) { return (e * e * e - b * b * b) / 3.0f; }
 
 /* torch's _compute_quantization_error(start, end): the L2 error of quantizing
- * the histogram to dst_nbins levels over bins [start, end]. float32 as torch;
- * the final sum in double (torch's vectorised float sum order is machine-specific). */
-static double l2_error(const ql_hist *h, int start, int end, int dst_nbins) {
+ * the histogram to dst_nbins levels over bins [start, end]; float32 as torch,
+ * summed in torch's order. norm: (bins,) scratch. */
+static double l2_error(const ql_hist *h, int start, int end, int dst_nbins, float *norms) {
     int nb = h->bins;
     double bw = ((double)h->hi - (double)h->lo) / nb;
     double dbw = bw * (double)(end - start + 1) / dst_nbins;
@@ -245,7 +289,6 @@ static double l2_error(const ql_hist *h, int start, int end, int dst_nbins) {
     if (fdbw == 0.0f) return 0.0;
     float dmax = (float)(dst_nbins - 1);
     float mid = cube_diff3(half, mhalf);
-    double sum = 0;
     for (int i = 0; i < nb; i++) {
         float sb = (float)(i - start) * fbw;
         float se = sb + fbw;
@@ -257,19 +300,19 @@ static double l2_error(const ql_hist *h, int start, int end, int dst_nbins) {
         norm = norm + (de - db - 1.0f) * (dens * mid);
         float dec = de * fdbw + half;
         norm = norm + dens * cube_diff3(se - dec, mhalf);
-        sum += norm;
+        norms[i] = norm;
     }
-    return sum;
+    return torch_sum_f32(norms, nb);
 }
 
 ql_status ql_hist_l2_search(const ql_hist *h, int dst_nbins, float *lo, float *hi) {
     int nb = h->bins;
     if (!h->init || h->lo == h->hi) { *lo = h->lo; *hi = h->hi; return QL_OK; }
-    float *csum = ql_malloc((size_t)nb * sizeof(float));
+    float *csum = ql_malloc((size_t)nb * 2 * sizeof(float)), *norms = csum + nb;
     if (!csum) return ql_error(QL_ENOMEM, "observer: no memory for the range search");
     double acc = 0;   /* torch.cumsum of float32 accumulates in double */
     for (int i = 0; i < nb; i++) { acc += h->counts[i]; csum[i] = (float)acc; }
-    double total = (double)(float)acc;    /* torch.sum(...).item() of a float32 tensor */
+    double total = torch_sum_f32(h->counts, nb);    /* torch.sum(histogram).item() */
     double alpha = 0.0, beta = 1.0, norm_min = INFINITY;
     int start = 0, end = nb - 1;
     while (alpha < beta) {
@@ -282,7 +325,7 @@ ql_status ql_hist_l2_search(const ql_hist *h, int dst_nbins, float *lo, float *h
         if (l - start > end - r) { ns = l; alpha = na; }
         else { ne = r; beta = nbt; }
         if (ns == start && ne == end) continue;
-        double norm = l2_error(h, ns, ne, dst_nbins);
+        double norm = l2_error(h, ns, ne, dst_nbins, norms);
         if (norm > norm_min) break;
         norm_min = norm;
         start = ns; end = ne;

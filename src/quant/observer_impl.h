@@ -44,7 +44,8 @@ void ql_calib_percentile(const float *counts, int bins, float lo, float hi, doub
                          float *rlo, float *rhi);
 ql_status ql_calib_entropy(const float *counts, int bins, float lo, float hi, int bits, int symmetric,
                            float *rlo, float *rhi);
-/* MSE over weighted "bins": [a_i, b_i] with weight w_i, uniform inside (a == b: a point).
+/* MSE over weighted "bins": [a_i, b_i] with weight w_i, uniform inside (a == b: a point;
+ * a == b as pointers and w NULL: raw values of weight 1).
  * Searches shrunk ranges of [lo, hi]; qmin/qmax/dtype as for the qparams. */
 void ql_calib_mse(const float *a, const float *b, const float *w, int64_t n, float lo, float hi,
                   int32_t qmin, int32_t qmax, int symmetric, ql_dtype dtype, float *rlo, float *rhi);

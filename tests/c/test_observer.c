@@ -484,6 +484,22 @@ TEST(observer_degenerate_inputs) {
             const float *counts; int bins; float hlo, hhi;
             CHECK_OK(ql_observer_histogram(o, &counts, &bins, &hlo, &hhi));
             CHECK(counts != NULL && hlo == 3.0f && hhi == 3.0f);
+            /* after a single-valued start the histogram restarts from the next batch (torch) */
+            {
+                ql_observer *r = ql_observer_clone(o);
+                int64_t m = 100;
+                ql_tensor *y = ql_tensor_new(QL_DTYPE_F32, 1, &m);
+                for (int64_t i = 0; i < m; i++) ql_f32(y)[i] = (float)i - 20;
+                CHECK_OK(ql_observer_observe(r, y));
+                CHECK_OK(ql_observer_histogram(r, &counts, &bins, &hlo, &hhi));
+                double tot = 0;
+                for (int j = 0; j < bins; j++) tot += counts[j];
+                CHECK(tot == 100 && hlo == -20.0f && hhi == 79.0f);
+                CHECK_OK(ql_observer_minmax(r, 0, &lo, &hi));
+                CHECK(k == QL_OBS_MOVING_AVG ? (lo > -20.0f && hi < 79.0f) : (lo == -20.0f && hi == 79.0f));
+                ql_tensor_free(y);
+                ql_observer_free(r);
+            }
             /* too wide for float32 */
             ql_f32(t)[17] = -3e38f; ql_f32(t)[18] = 3e38f;
             CHECK(ql_observer_observe(o, t) == QL_EINVAL);
