@@ -36,6 +36,18 @@ typedef enum {
     QL_OP_QGLOBAL_AVGPOOL,
     QL_OP_QRELU,            /* a clamp on the codes (act: relu / relu6) */
     QL_OP_QFLATTEN,
+    /* quantization-aware training (made by prepare_qat) */
+    QL_OP_FAKEQUANT,        /* f32 -> f32 quantize-dequantize with its observer, straight-through gradient */
+    QL_OP_CONV_BN,          /* conv + batchnorm trained with BN folded into the fake-quantized weight */
+    /* dynamic INT8 and half-precision weights (quantize_dynamic, f16 / bf16 plans): f32 in and out */
+    QL_OP_DLINEAR,          /* s8 weights, input quantized to u8 per call from its own range */
+    QL_OP_DLSTM,            /* s8 weights, x quantized once per layer, h per step; f32 gates */
+    QL_OP_F16LINEAR,        /* f16 weights, widened inside the kernel */
+    QL_OP_F16CONV2D,
+    QL_OP_F16LSTM,
+    QL_OP_BF16LINEAR,       /* bf16 weights (AVX-512 BF16 dot products where the CPU has them) */
+    QL_OP_BF16CONV2D,
+    QL_OP_BF16LSTM,
     QL_OP_COUNT
 } ql_op_type;
 
@@ -69,6 +81,8 @@ typedef struct {
 typedef enum {
     QL_QMODE_NONE = 0,      /* stays FP32 */
     QL_QMODE_INT8,          /* static: u8 activations, s8 (2..8-bit) weights */
+    QL_QMODE_F16,           /* conv / linear / lstm weights stored f16, f32 activations (no observers) */
+    QL_QMODE_BF16,          /* the same with bf16 weights */
 } ql_qmode;
 
 typedef struct {
@@ -94,6 +108,8 @@ typedef struct ql_node {
     int32_t out_zero;
     ql_qplan plan;                      /* set by prepare */
     ql_observer *obs;                   /* prepared: observes this node's f32 output (owned) */
+    ql_observer *wobs;                  /* QAT: weight observer of the weight fake-quant (owned) */
+    int fq_off;                         /* QAT: fake-quant disabled on this node */
 } ql_node;
 
 typedef struct ql_runtime ql_runtime;   /* activations, workspaces (graph_exec.c) */
@@ -106,6 +122,8 @@ typedef struct ql_graph {
     ql_runtime *rt;
     int profile;              /* when set, forward accumulates per-node ms */
     int observe;              /* when set, forward feeds node outputs to their observers */
+    int keep_all;             /* when set, inference keeps every node's output (ql_graph_activation) */
+    int bn_frozen;            /* QAT: conv_bn nodes use running statistics and stop updating them */
     double *node_ms;          /* [nnodes], valid when profile */
 } ql_graph;
 

@@ -29,6 +29,12 @@ int       ql_is_prepared(const ql_graph *g);
  * pass-through nodes), or NULL. */
 ql_observer *ql_node_observer(ql_graph *g, int i);
 
+/* For every observer of dst: replaces it by a clone of the observer that
+ * decides the same-named node's output in src (ql_node_observer), so a model
+ * prepared with another map reuses one calibration. *nmissing = observers
+ * left as they were (no such node in src, or src's never calibrated). */
+ql_status ql_copy_observers(ql_graph *dst, ql_graph *src, int *nmissing);
+
 /* Runs up to max_batches (0 = all) batches through the prepared model with
  * its observers recording. */
 ql_status ql_calibrate(ql_graph *g, struct ql_loader *ld, int64_t max_batches, const ql_progress *p);
@@ -36,7 +42,38 @@ ql_status ql_calibrate(ql_graph *g, struct ql_loader *ld, int64_t max_batches, c
 /* Replaces planned nodes by quantized ones. Errors: not prepared, never calibrated. */
 ql_status ql_convert(ql_graph *g);
 
+/* QAT (qat.c). prepare_qat: plans as for ql_prepare; conv+bn pairs become
+ * conv_bn nodes, relu/relu6 fuse, weighted nodes get weight observers and a
+ * fakequant node follows every value a quantized node reads. */
+ql_status ql_prepare_qat(ql_graph *g, const ql_qplan *plans);
+void      ql_qat_freeze_bn(ql_graph *g, int on);
+void      ql_qat_freeze_observers(ql_graph *g, int on);
+int       ql_qat_observers_frozen(const ql_graph *g);
+void      ql_qat_enable_fake_quant(ql_graph *g, int on);
+/* Before convert: conv_bn folded into conv2d, fakequant nodes removed with
+ * their observers handed to the producers (a no-op on PTQ graphs). */
+ql_status ql_qat_lower(ql_graph *g);
+
 /* Removes node j, giving its consumers `replacement` instead (graph.c). */
 ql_status ql_graph_remove(ql_graph *g, int j, int replacement);
+
+/* ---- dynamic quantization and half-precision weights (dynamic.c) ---------- */
+/* A NEW graph (g untouched) in which the nodes with node_mask[i] = 1 (NULL:
+ * every node that has one) become their version for dtype:
+ *   QL_DTYPE_S8:   linear -> dlinear, lstm -> dlstm (s8 weights per output
+ *                  channel, activations quantized per call: precision "dyn8");
+ *   QL_DTYPE_F16:  linear, conv2d, lstm -> f16linear, f16conv2d, f16lstm ("f16");
+ *   QL_DTYPE_BF16: the same with bf16 weights ("bf16").
+ * They take and give f32, so no quantize / dequantize is added. Errors: another
+ * dtype, a masked node whose op has no such version. */
+ql_status  ql_quantize_dynamic(const ql_graph *g, const int *node_mask, ql_dtype dtype, ql_graph **out);
+/* The op `op` becomes for dtype, QL_OP_COUNT when none. */
+ql_op_type ql_dynamic_op(ql_op_type op, ql_dtype dtype);
+/* Appends to dst the converted version of n (f32 weights; same name, attrs)
+ * reading dst nodes in[]. Returns its index, or -1 with the error set. */
+int        ql_dynamic_add_node(ql_graph *dst, const ql_node *n, const int *in, ql_dtype dtype);
+/* QL_DTYPE_F16 / QL_DTYPE_BF16 when n's plan (QL_QMODE_F16 / BF16) turns it
+ * into a half-weight node at convert, else QL_DTYPE_F32. */
+ql_dtype   ql_plan_half_dtype(const ql_node *n);
 
 #endif

@@ -10,10 +10,17 @@ qlab.train = require("qlab.train").train
 
 local quant = require "qlab.quant"
 qlab.qconfig = quant.qconfig
+qlab.quantize_dynamic = require("qlab.dynamic").quantize_dynamic
 local Model = debug.getregistry()["qlab.Model"]
 Model.__index.prepare = quant.prepare
+Model.__index.prepare_qat = quant.prepare_qat
 Model.__index.describe = quant.describe
 Model.__tostring = quant.describe
+
+local sens = require "qlab.sensitivity"
+qlab.compare = sens.compare
+qlab.sensitivity = sens.sensitivity
+qlab.mixed_precision = sens.mixed_precision
 
 -- Model zoo: qlab.models.resnet18{...} etc., loaded on first use.
 qlab.models = setmetatable({}, {

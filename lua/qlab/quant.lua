@@ -3,6 +3,8 @@
 --   qlab.qconfig.default()    -- u8 affine histogram activations, s8 symmetric per-channel minmax weights
 --   qlab.qconfig.per_tensor() -- the same with one weight scale per tensor
 --   qlab.qconfig.w4a8()       -- 4-bit per-channel weights, 8-bit activations
+--   qlab.qconfig.f16(), qlab.qconfig.bf16()   -- {dtype = "f16"}: conv / linear / lstm weights stored
+--                               half, f32 activations, no observers (FP32, FP16 and INT8 in one model)
 --   model:prepare(map)        -- map: a QConfig (everything) or a table:
 --     default = qc                        every quantizable node
 --     ["op:linear"] = qc | false          by op type ("linear" also works when no node is named so)
@@ -17,6 +19,7 @@ QConfig.__index = QConfig
 QConfig.__name = "qlab.QConfig"
 
 function QConfig:__tostring()
+  if self.dtype then return "QConfig(" .. self.dtype .. " weights, f32 activations)" end
   local a, w = self.activation:options(), self.weight:options()
   return string.format("QConfig(activation = %s %s %d-bit, weight = %s %s %d-bit %s)",
     a.kind, a.dtype, a.bits, w.kind, w.dtype, w.bits, w.per_channel and "per-channel" or "per-tensor")
@@ -27,7 +30,13 @@ local function is_observer(x) return getmetatable(x) == debug.getregistry()["qla
 local function new_qconfig(t)
   if type(t) ~= "table" then error("qconfig: give {activation = Observer, weight = Observer}", 3) end
   for k in pairs(t) do
-    if k ~= "activation" and k ~= "weight" then error("qconfig: unknown field '" .. tostring(k) .. "'", 3) end
+    if k ~= "activation" and k ~= "weight" and k ~= "dtype" then error("qconfig: unknown field '" .. tostring(k) .. "'", 3) end
+  end
+  if t.dtype == "f16" or t.dtype == "bf16" then   -- half weights: nothing to observe
+    if t.activation or t.weight then error("qconfig: a " .. t.dtype .. " qconfig takes no observers", 3) end
+    return setmetatable({dtype = t.dtype}, QConfig)
+  elseif t.dtype ~= nil and t.dtype ~= "int8" then
+    error("qconfig: dtype must be \"int8\", \"f16\" or \"bf16\", not " .. tostring(t.dtype), 3)
   end
   local act = t.activation or core.observer.histogram{}
   local w = t.weight or core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}
@@ -52,10 +61,25 @@ function M.qconfig.w4a8()
                      weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true, bits = 4}}
 end
 
+function M.qconfig.f16() return new_qconfig{dtype = "f16"} end
+function M.qconfig.bf16() return new_qconfig{dtype = "bf16"} end
+
+-- QAT: moving-average min/max activations (u8 affine) and per-channel
+-- symmetric moving-average weights, as PyTorch's default QAT qconfig.
+function M.qconfig.default_qat()
+  return new_qconfig{activation = core.observer.moving_average{},
+                     weight = core.observer.moving_average{dtype = "s8", symmetric = true, per_channel = true}}
+end
+
+function M.qconfig.w4a8_qat()
+  return new_qconfig{activation = core.observer.moving_average{},
+                     weight = core.observer.moving_average{dtype = "s8", symmetric = true, per_channel = true, bits = 4}}
+end
+
 function M.is_qconfig(x) return getmetatable(x) == QConfig end
 
 local op_names = {conv2d = 1, linear = 1, add = 1, maxpool2d = 1, global_avgpool = 1, relu = 1, relu6 = 1,
-                  flatten = 1, batchnorm2d = 1, avgpool2d = 1, lstm = 1, seq_last = 1}
+                  flatten = 1, batchnorm2d = 1, avgpool2d = 1, lstm = 1, seq_last = 1, conv_bn = 1}
 
 -- node name -> qconfig or false, from a map (see the header)
 function M.resolve(model, map)
@@ -106,9 +130,19 @@ function M.prepare(model, map)
   local resolved = M.resolve(model, map)
   local plans = {}
   for name, qc in pairs(resolved) do
-    if qc then plans[name] = {act = qc.activation, weight = qc.weight} end
+    if qc then plans[name] = qc.dtype and {mode = qc.dtype} or {act = qc.activation, weight = qc.weight} end
   end
   return model:_prepare(plans)
+end
+
+-- model:prepare_qat(map): the same map, for quantization-aware training
+function M.prepare_qat(model, map)
+  local resolved = M.resolve(model, map)
+  local plans = {}
+  for name, qc in pairs(resolved) do
+    if qc then plans[name] = {act = qc.activation, weight = qc.weight} end
+  end
+  return model:_prepare_qat(plans)
 end
 
 -- The node table with precisions and, when prepared, the plan.

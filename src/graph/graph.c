@@ -16,7 +16,11 @@ static const char *const op_names[QL_OP_COUNT] = {
     [QL_OP_QCONV2D] = "qconv2d",   [QL_OP_QLINEAR] = "qlinear",
     [QL_OP_QADD] = "qadd",         [QL_OP_QMAXPOOL2D] = "qmaxpool2d",
     [QL_OP_QGLOBAL_AVGPOOL] = "qglobal_avgpool", [QL_OP_QRELU] = "qrelu",
-    [QL_OP_QFLATTEN] = "qflatten",
+    [QL_OP_QFLATTEN] = "qflatten", [QL_OP_FAKEQUANT] = "fakequant",
+    [QL_OP_CONV_BN] = "conv_bn",
+    [QL_OP_DLINEAR] = "dlinear",   [QL_OP_DLSTM] = "dlstm",
+    [QL_OP_F16LINEAR] = "f16linear", [QL_OP_F16CONV2D] = "f16conv2d", [QL_OP_F16LSTM] = "f16lstm",
+    [QL_OP_BF16LINEAR] = "bf16linear", [QL_OP_BF16CONV2D] = "bf16conv2d", [QL_OP_BF16LSTM] = "bf16lstm",
 };
 
 const char *ql_op_name(ql_op_type op) {
@@ -51,6 +55,7 @@ static void node_clear(ql_node *n) {
     ql_free(n->params);
     ql_free(n->name);
     ql_observer_free(n->obs);
+    ql_observer_free(n->wobs);
     memset(n, 0, sizeof *n);
 }
 
@@ -218,9 +223,10 @@ ql_graph *ql_graph_clone(const ql_graph *g) {
         const ql_node *s = &g->nodes[i];
         ql_node *d = &c->nodes[i];
         *d = *s;
-        d->name = NULL; d->params = NULL; d->nparams = 0; d->priv = NULL; d->obs = NULL;
+        d->name = NULL; d->params = NULL; d->nparams = 0; d->priv = NULL; d->obs = NULL; d->wobs = NULL;
         if (!(d->name = ql_strdup(s->name))) goto fail;
         if (s->obs && !(d->obs = ql_observer_clone(s->obs))) goto fail;
+        if (s->wobs && !(d->wobs = ql_observer_clone(s->wobs))) goto fail;
         if (s->nparams && !(d->params = ql_calloc((size_t)s->nparams * sizeof *d->params))) goto fail;
         for (int k = 0; k < s->nparams; k++, d->nparams++) {
             ql_param *p = &d->params[k];
@@ -233,6 +239,7 @@ ql_graph *ql_graph_clone(const ql_graph *g) {
     c->version = g->version;
     c->profile = g->profile;
     c->observe = g->observe;
+    c->bn_frozen = g->bn_frozen;
     return c;
 fail:
     c->nnodes++;   /* the half-built node is cleared too */

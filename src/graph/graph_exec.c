@@ -145,7 +145,7 @@ static ql_status plan_forward(ql_graph *g, ql_runtime *rt, int training) {
     int nn = g->nnodes, nslots;
     for (int i = 0; i < nn; i++) {
         rt->start[i] = -1;
-        rt->end[i] = (training || i == g->output) ? nn : rt->cmax[i];
+        rt->end[i] = (training || g->keep_all || i == g->output) ? nn : rt->cmax[i];
         if (!rt->needed[i] || (i == 0 && !training)) continue;   /* inference views x */
         rt->start[i] = i;
         rt->size[i] = ql_node_numel(&g->nodes[i]);

@@ -19,14 +19,16 @@
 /* ---- attributes ------------------------------------------------------- */
 
 typedef enum { A_PAIR, A_INT, A_BOOL, A_FLOAT } attr_kind;
-#define OPS(x) (1u << (x))
-#define CONVS (OPS(QL_OP_CONV2D) | OPS(QL_OP_QCONV2D))
+#define OPS(x) (1ull << (x))   /* 64 bits: room for every op */
+#define CONVS (OPS(QL_OP_CONV2D) | OPS(QL_OP_QCONV2D) | OPS(QL_OP_CONV_BN) | OPS(QL_OP_F16CONV2D) | OPS(QL_OP_BF16CONV2D))
+#define LSTMS (OPS(QL_OP_LSTM) | OPS(QL_OP_DLSTM) | OPS(QL_OP_F16LSTM) | OPS(QL_OP_BF16LSTM))
 #define WINDOW (CONVS | OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D) | OPS(QL_OP_QMAXPOOL2D))
-#define WEIGHTED (CONVS | OPS(QL_OP_LINEAR) | OPS(QL_OP_QLINEAR) | OPS(QL_OP_LSTM))
+#define WEIGHTED (CONVS | LSTMS | OPS(QL_OP_LINEAR) | OPS(QL_OP_QLINEAR) | OPS(QL_OP_DLINEAR) | \
+                  OPS(QL_OP_F16LINEAR) | OPS(QL_OP_BF16LINEAR))
 
 /* Every ql_attrs field, and the ops for which it is always written; other
  * fields are written only when they differ from ql_attrs_default. */
-static const struct { const char *key; attr_kind kind; size_t off; unsigned ops; } attr_keys[] = {
+static const struct { const char *key; attr_kind kind; size_t off; unsigned long long ops; } attr_keys[] = {
     {"kernel", A_PAIR, offsetof(ql_attrs, kernel), WINDOW},
     {"stride", A_PAIR, offsetof(ql_attrs, stride), WINDOW},
     {"padding", A_PAIR, offsetof(ql_attrs, padding), WINDOW},
@@ -35,9 +37,9 @@ static const struct { const char *key; attr_kind kind; size_t off; unsigned ops;
     {"in_ch", A_INT, offsetof(ql_attrs, in_ch), WEIGHTED | OPS(QL_OP_BATCHNORM2D)},
     {"out_ch", A_INT, offsetof(ql_attrs, out_ch), WEIGHTED},
     {"bias", A_BOOL, offsetof(ql_attrs, bias), WEIGHTED},
-    {"layers", A_INT, offsetof(ql_attrs, layers), OPS(QL_OP_LSTM)},
-    {"eps", A_FLOAT, offsetof(ql_attrs, eps), OPS(QL_OP_BATCHNORM2D)},
-    {"momentum", A_FLOAT, offsetof(ql_attrs, momentum), OPS(QL_OP_BATCHNORM2D)},
+    {"layers", A_INT, offsetof(ql_attrs, layers), LSTMS},
+    {"eps", A_FLOAT, offsetof(ql_attrs, eps), OPS(QL_OP_BATCHNORM2D) | OPS(QL_OP_CONV_BN)},
+    {"momentum", A_FLOAT, offsetof(ql_attrs, momentum), OPS(QL_OP_BATCHNORM2D) | OPS(QL_OP_CONV_BN)},
     {"ceil_mode", A_BOOL, offsetof(ql_attrs, ceil_mode), OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D) | OPS(QL_OP_QMAXPOOL2D)},
     {"count_include_pad", A_BOOL, offsetof(ql_attrs, count_include_pad), OPS(QL_OP_AVGPOOL2D)},
     {"act", A_INT, offsetof(ql_attrs, act), 0},

@@ -40,7 +40,10 @@ extern const ql_op_def ql_op_input_def, ql_op_conv2d_def, ql_op_batchnorm2d_def,
     ql_op_global_avgpool_def, ql_op_linear_def, ql_op_add_def, ql_op_flatten_def,
     ql_op_lstm_def, ql_op_seq_last_def, ql_op_quantize_def, ql_op_dequantize_def,
     ql_op_qconv2d_def, ql_op_qlinear_def, ql_op_qadd_def, ql_op_qmaxpool2d_def,
-    ql_op_qglobal_avgpool_def, ql_op_qrelu_def, ql_op_qflatten_def;
+    ql_op_qglobal_avgpool_def, ql_op_qrelu_def, ql_op_qflatten_def, ql_op_fakequant_def,
+    ql_op_conv_bn_def,
+    ql_op_dlinear_def, ql_op_dlstm_def, ql_op_f16linear_def, ql_op_f16conv2d_def, ql_op_f16lstm_def,
+    ql_op_bf16linear_def, ql_op_bf16conv2d_def, ql_op_bf16lstm_def;
 
 /* Appends parameter "<node>.<suffix>", zero-filled, F32. */
 ql_status ql_node_add_param(ql_node *n, const char *suffix, int ndim, const int64_t *shape,
@@ -57,6 +60,23 @@ ql_status ql_node_add_param_dtype(ql_node *n, const char *suffix, ql_dtype dtype
  * given the activated output y (dy masked in place). */
 void ql_act_forward(int act, int64_t n, float *y);
 void ql_act_backward(int act, int64_t n, const float *y, float *dy_inout);
+/* QAT weight fake-quant state (qat_weight.c): qparams of the last forward. */
+typedef struct {
+    int active, oc;
+    int64_t per;
+    float *scale;
+    int32_t *zp;
+    int32_t qmin, qmax;
+} ql_wfq;
+/* w (OC, per) -> out = fq(w) with n->wobs (observed first when training and
+ * not frozen); a plain copy when the node has no weight observer, fake-quant
+ * is off, or nothing was observed yet (st->active = 0). out may equal w. */
+ql_status ql_qat_weight_forward(ql_node *n, int training, const float *w, int oc, int64_t per, float *out,
+                                ql_wfq *st);
+/* dw (OC, per) masked in place: straight-through inside the range (w is the unquantized weight). */
+void ql_qat_weight_backward(const ql_wfq *st, const float *w, float *dw);
+void ql_wfq_free(ql_wfq *st);
+
 /* Frees n->priv (op caches, packed weights); they are rebuilt on demand. */
 void ql_node_free_priv(ql_node *n);
 

@@ -15,12 +15,14 @@ typedef struct {
     int kh0, kw0, kh, kw;     /* first kept tap, kept extent */
     float *wp;                /* (OC,kh,kw,C/groups) or NULL */
     uint64_t wp_version;
+    ql_wfq wfq;               /* QAT: weight fake-quant of the last pack */
+    float *fq;                /* QAT: fq(weight) OIHW, or NULL */
     _Alignas(64) float w[];   /* (OC,KH,KW,C/groups), cache-line aligned like ql_malloc */
 } conv_priv;
 
 static void conv_priv_free(void *priv) {
     conv_priv *p = priv;
-    if (p) ql_free(p->wp);
+    if (p) { ql_free(p->wp); ql_free(p->fq); ql_wfq_free(&p->wfq); }
     ql_free(p);
 }
 
@@ -79,13 +81,19 @@ static const float *packed_weight(ql_op_ctx *c) {
     conv_priv *p = n->priv;
     if (!p) {
         if (!(p = ql_malloc(sizeof *p + (size_t)w->numel * sizeof(float)))) return NULL;
-        p->valid = 0;
+        memset(p, 0, sizeof *p);
         p->pruned = -1;
-        p->wp = NULL;
         n->priv = p;
     }
     if (!p->valid || p->version != c->g->version) {
-        ql_conv_weight_oihw_to_ohwi(ql_f32(w), p->w, a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+        const float *src = ql_f32(w);
+        if (n->wobs) {   /* QAT: the kernels run on fq(weight) */
+            if (!p->fq && !(p->fq = ql_malloc((size_t)w->numel * sizeof(float)))) return NULL;
+            if (ql_qat_weight_forward(n, c->training, src, a->out_ch, w->numel / a->out_ch, p->fq, &p->wfq) != QL_OK)
+                return NULL;
+            src = p->fq;
+        }
+        ql_conv_weight_oihw_to_ohwi(src, p->w, a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
         p->version = c->g->version;
         p->valid = 1;
     }
@@ -163,7 +171,18 @@ static ql_status conv_backward(ql_op_ctx *c) {
         dy = m;
     }
     ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
-    if (dw) unpack_accumulate(dw, ql_f32(gw), a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+    conv_priv *p = n->priv;
+    if (dw && p->wfq.active) {   /* QAT: straight-through the weight fake-quant */
+        float *d = ql_malloc(nw * sizeof(float));
+        if (!d) return QL_ENOMEM;
+        ql_conv_weight_ohwi_to_oihw(dw, d, a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+        ql_qat_weight_backward(&p->wfq, ql_f32(n->params[0].value), d);
+        float *G = ql_f32(gw);
+        for (size_t e = 0; e < nw; e++) G[e] += d[e];
+        ql_free(d);
+    } else if (dw) {
+        unpack_accumulate(dw, ql_f32(gw), a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
+    }
     return QL_OK;
 }
 

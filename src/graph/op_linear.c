@@ -1,5 +1,6 @@
 /* linear node: {F} -> {out}, or per time step {T,F} -> {T,out} (M = N*T rows). */
 #include <string.h>
+#include "qlab/alloc.h"
 #include "qlab/ops.h"
 #include "graph/op.h"
 
@@ -32,17 +33,40 @@ static ql_status linear_params(ql_node *n) {
     return QL_OK;
 }
 
+/* QAT: fq(weight) and its state, rebuilt every forward while a weight observer is attached. */
+typedef struct { ql_wfq wfq; float *fq; } lin_priv;
+
+static void lin_priv_free(void *pv) {
+    lin_priv *p = pv;
+    if (p) { ql_wfq_free(&p->wfq); ql_free(p->fq); }
+    ql_free(p);
+}
+
+static const float *weight_for(ql_op_ctx *c) {
+    ql_node *n = c->n;
+    const ql_tensor *w = n->params[0].value;
+    if (!n->wobs) return ql_f32(w);
+    lin_priv *p = n->priv;
+    if (!p && !(p = n->priv = ql_calloc(sizeof *p))) return NULL;
+    if (!p->fq && !(p->fq = ql_malloc((size_t)w->numel * sizeof(float)))) return NULL;
+    if (ql_qat_weight_forward(n, c->training, ql_f32(w), n->a.out_ch, n->a.in_ch, p->fq, &p->wfq) != QL_OK) return NULL;
+    return p->fq;
+}
+
 static ql_status linear_forward(ql_op_ctx *c) {
-    const ql_node *n = c->n;
+    ql_node *n = c->n;
     const float *b = n->a.bias ? ql_f32(n->params[1].value) : NULL;
+    const float *w = weight_for(c);
+    if (!w) return QL_ENOMEM;
     ql_linear_forward(c->x[0]->numel / n->a.in_ch, n->a.in_ch, n->a.out_ch, ql_f32(c->x[0]),
-                      ql_f32(n->params[0].value), b, ql_f32(c->y));
+                      w, b, ql_f32(c->y));
     ql_act_forward(n->a.act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 
 static ql_status linear_backward(ql_op_ctx *c) {
-    const ql_node *n = c->n;
+    ql_node *n = c->n;
+    lin_priv *lp = n->wobs ? n->priv : NULL;
     ql_tensor *gw = n->params[0].grad, *gb = n->a.bias ? n->params[1].grad : NULL;
     const float *dy = c->dy;
     if (n->a.act) {   /* through the fused activation first */
@@ -52,10 +76,22 @@ static ql_status linear_backward(ql_op_ctx *c) {
         ql_act_backward(n->a.act, c->y->numel, ql_f32(c->y), m);
         dy = m;
     }
+    if (lp && lp->wfq.active && gw) {   /* QAT: straight-through the weight fake-quant */
+        size_t nw = (size_t)gw->numel;
+        float *d = ql_calloc(nw * sizeof(float));
+        if (!d) return QL_ENOMEM;
+        ql_linear_backward(c->x[0]->numel / n->a.in_ch, n->a.in_ch, n->a.out_ch, ql_f32(c->x[0]), lp->fq, dy,
+                           c->dx[0], d, gb ? ql_f32(gb) : NULL);
+        ql_qat_weight_backward(&lp->wfq, ql_f32(n->params[0].value), d);
+        float *G = ql_f32(gw);
+        for (size_t e = 0; e < nw; e++) G[e] += d[e];
+        ql_free(d);
+        return QL_OK;
+    }
     ql_linear_backward(c->x[0]->numel / n->a.in_ch, n->a.in_ch, n->a.out_ch, ql_f32(c->x[0]),
-                       ql_f32(n->params[0].value), dy, c->dx[0], gw ? ql_f32(gw) : NULL,
+                       lp ? lp->fq : ql_f32(n->params[0].value), dy, c->dx[0], gw ? ql_f32(gw) : NULL,
                        gb ? ql_f32(gb) : NULL);
     return QL_OK;
 }
 
-const ql_op_def ql_op_linear_def = {1, 1, linear_infer, linear_params, linear_forward, linear_backward, NULL};
+const ql_op_def ql_op_linear_def = {1, 1, linear_infer, linear_params, linear_forward, linear_backward, lin_priv_free};

@@ -25,6 +25,16 @@ static const ql_op_def *const table[QL_OP_COUNT] = {
     [QL_OP_QGLOBAL_AVGPOOL] = &ql_op_qglobal_avgpool_def,
     [QL_OP_QRELU] = &ql_op_qrelu_def,
     [QL_OP_QFLATTEN] = &ql_op_qflatten_def,
+    [QL_OP_FAKEQUANT] = &ql_op_fakequant_def,
+    [QL_OP_CONV_BN] = &ql_op_conv_bn_def,
+    [QL_OP_DLINEAR] = &ql_op_dlinear_def,
+    [QL_OP_DLSTM] = &ql_op_dlstm_def,
+    [QL_OP_F16LINEAR] = &ql_op_f16linear_def,
+    [QL_OP_F16CONV2D] = &ql_op_f16conv2d_def,
+    [QL_OP_F16LSTM] = &ql_op_f16lstm_def,
+    [QL_OP_BF16LINEAR] = &ql_op_bf16linear_def,
+    [QL_OP_BF16CONV2D] = &ql_op_bf16conv2d_def,
+    [QL_OP_BF16LSTM] = &ql_op_bf16lstm_def,
 };
 
 const ql_op_def *ql_op_def_get(ql_op_type op) {

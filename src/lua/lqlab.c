@@ -67,5 +67,7 @@ int luaopen_qlab_core(lua_State *L) {
     lq_open_optim(L);
     lq_open_observer(L);
     lq_open_quant(L);
+    lq_open_dynamic(L);
+    lq_open_compare(L);
     return 1;
 }

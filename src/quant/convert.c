@@ -72,9 +72,11 @@ static int u8_value(conv_ctx *c, int i) {
 
 /* Quantizes an f32 weight into the s8 param of d, per the plan's weight observer. */
 static ql_status quantize_weight(const ql_node *n, const ql_tensor *w, ql_node *d) {
-    ql_observer *o = ql_observer_new(&n->plan.weight);
+    /* QAT: the ranges the fake-quant trained with; PTQ: a fresh observer on the final weights */
+    int qat = n->wobs && ql_observer_count(n->wobs) > 0;
+    ql_observer *o = qat ? ql_observer_clone(n->wobs) : ql_observer_new(&n->plan.weight);
     if (!o) return ql_error_prefix(QL_EINVAL, "node '%s' weight observer", n->name);
-    ql_status st = ql_observer_observe(o, w);
+    ql_status st = qat ? QL_OK : ql_observer_observe(o, w);
     int ch = o ? ql_observer_channels(o) : 0, oc = (int)w->shape[0];
     float *sc = ql_f32(d->params[1].value);
     int32_t *zp = d->params[2].value->data, qmin, qmax;
@@ -108,6 +110,8 @@ static ql_status convert_node(conv_ctx *c, int i) {
     if (!c->q[i]) {   /* FP32: same node, f32 inputs, parameters copied */
         for (int k = 0; k < n->ninputs; k++)
             if ((in[k] = f32_value(c, n->inputs[k])) < 0) return QL_EINVAL;
+        if (ql_plan_half_dtype(n) != QL_DTYPE_F32)   /* f16 / bf16 plan: half weights, f32 in and out (dynamic.c) */
+            return (c->fmap[i] = ql_dynamic_add_node(c->dst, n, in, ql_plan_half_dtype(n))) < 0 ? QL_EINVAL : QL_OK;
         int idx = add_node(c, n->name, n->op, in, n->ninputs, &n->a);
         if (idx < 0) return QL_EINVAL;
         ql_node *d = &c->dst->nodes[idx];
@@ -143,6 +147,7 @@ static ql_status convert_node(conv_ctx *c, int i) {
 
 ql_status ql_convert(ql_graph *g) {
     if (!ql_is_prepared(g)) return ql_error(QL_ESTATE, "convert: the model is not prepared: call prepare{...} and calibrate first");
+    QL_TRY(ql_qat_lower(g));
     int nn = g->nnodes;
     conv_ctx c = {.src = g};
     c.dst = ql_graph_new(g->nodes[0].out_ndim, g->nodes[0].out_shape);

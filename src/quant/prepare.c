@@ -64,7 +64,7 @@ ql_status ql_prepare(ql_graph *g, const ql_qplan *plans) {
 
 int ql_is_prepared(const ql_graph *g) {
     for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i].obs) return 1;
+        if (g->nodes[i].obs || ql_plan_half_dtype(&g->nodes[i]) != QL_DTYPE_F32) return 1;   /* f16/bf16 plans need no observer */
     return 0;
 }
 
@@ -94,4 +94,21 @@ ql_status ql_calibrate(ql_graph *g, ql_loader *ld, int64_t max_batches, const ql
     ql_tensor_free(x);
     ql_tensor_free(y);
     return st;
+}
+
+ql_status ql_copy_observers(ql_graph *dst, ql_graph *src, int *nmissing) {
+    int missing = 0;
+    for (int i = 0; i < dst->nnodes; i++) {
+        ql_node *n = &dst->nodes[i];
+        if (!n->obs) continue;
+        int j = ql_graph_find(src, n->name);
+        ql_observer *o = j >= 0 ? ql_node_observer(src, j) : NULL;
+        if (!o || ql_observer_count(o) == 0) { missing++; continue; }
+        ql_observer *c = ql_observer_clone(o);
+        if (!c) return QL_ENOMEM;
+        ql_observer_free(n->obs);
+        n->obs = c;
+    }
+    if (nmissing) *nmissing = missing;
+    return QL_OK;
 }
