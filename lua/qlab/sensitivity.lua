@@ -401,12 +401,27 @@ function M.mixed_precision(model, opts)
   ctx.ref = calibrated_reference(fp, levels[start].qc, ctx.calib, ctx.calib_batches)
   local nodes = candidates(fp, opts.ops)
 
-  -- the prepare map of a state (node name -> level index)
+  -- the prepare map of a state (node name -> level index). Pools, flatten
+  -- and standalone activations follow their producer: after an FP16 / FP32
+  -- node they stay float rather than add a quantize / dequantize pair.
+  local follows = {maxpool2d = true, avgpool2d = true, global_avgpool = true, relu = true, relu6 = true,
+                   flatten = true}
+  local all = fp:nodes()
+  local function is_int(qc) return qc and not qc.dtype end
   local function map_of(state)
     local map = {default = levels[start].qc}
-    for _, n in ipairs(nodes) do
+    local int = {}
+    for _, n in ipairs(all) do
       local lv = state[n.name]
-      if lv ~= start then map[n.name] = levels[lv].qc end
+      if lv then
+        if lv ~= start then map[n.name] = levels[lv].qc end
+        int[n.name] = is_int(levels[lv].qc)
+      elseif follows[n.op] and n.inputs[1] and int[n.inputs[1]] == false then
+        map[n.name] = false
+        int[n.name] = false
+      else
+        int[n.name] = true
+      end
     end
     return map
   end

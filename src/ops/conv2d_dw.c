@@ -1,8 +1,23 @@
-/* Depthwise conv2d (groups == c == oc), direct NHWC kernels: the inner loop
- * runs over contiguous channels, with the weight transposed once to
- * (KH,KW,C) in the workspace so it is contiguous along C too. */
+/* Depthwise conv2d (groups == c == oc), direct NHWC kernels: the inner loops
+ * run over contiguous channels, with the weight transposed once to
+ * (KH,KW,C) in the workspace so it is contiguous along C too.
+ *
+ * Forward and input-gradient are the same gather: each output vector is
+ * init + sum over a list of taps of a[.] * b[.] (x and w, or dy and w), the
+ * taps in (ki, kj) order, accumulated in registers over blocks of CB
+ * channels. The weight gradient sums dy * x along each row of output pixels
+ * per tap, threads owning disjoint channel ranges (no partial buffers, and
+ * the result does not depend on the thread count).
+ *
+ * The row kernels are written once and compiled twice: as they are, and
+ * inside QL_OPS_AVX2 functions where the CB-channel accumulators live in two
+ * ymm registers. Same operations in the same order per channel (no FMA:
+ * -ffp-contract=off), so both give the same bits; ql_isa_active() picks. */
 #include <string.h>
+#include "qlab/cpu.h"
 #include "ops/ops_internal.h"
+
+#define CB 16   /* channels per register block */
 
 // w (C,KH,KW,1) -> wt (KH*KW, C)
 static void transpose_w(const ql_conv2d_shape *s, const float *w, float *wt) {
@@ -11,101 +26,265 @@ static void transpose_w(const ql_conv2d_shape *s, const float *w, float *wt) {
         for (int p = 0; p < kk; p++) wt[(int64_t)p * s->c + c] = w[(int64_t)c * kk + p];
 }
 
+// out (C) = init (or 0) + sum over taps t < nt, in order, of a[t][c] * b[t][c]
+static inline __attribute__((always_inline)) void
+taps_dot(int C, int nt, const float *const *a, const float *const *b, const float *init, float *out) {
+    int c = 0;
+    for (; c + CB <= C; c += CB) {
+        float acc[CB];
+        if (init) {
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] = init[c + j];
+        } else {
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] = 0.0f;
+        }
+        for (int t = 0; t < nt; t++) {
+            const float *ap = a[t] + c, *bp = b[t] + c;
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] += ap[j] * bp[j];
+        }
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) out[c + j] = acc[j];
+    }
+    for (; c < C; c++) {
+        float acc = init ? init[c] : 0.0f;
+        for (int t = 0; t < nt; t++) acc += a[t][c] * b[t][c];
+        out[c] = acc;
+    }
+}
+
+// the same for 3 taps per row r < nr, the common 3-wide kernel: tap (r, q) reads
+// a[r][q*as + c] and b[r][q*C + c]; nothing to set up per pixel
+static inline __attribute__((always_inline)) void
+taps_dot3(int C, int nr, const float *const *a, int64_t as, const float *const *b,
+          const float *init, float *out) {
+    int c = 0;
+    for (; c + CB <= C; c += CB) {
+        float acc[CB];
+        if (init) {
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] = init[c + j];
+        } else {
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] = 0.0f;
+        }
+        for (int r = 0; r < nr; r++) {
+            const float *a0 = a[r] + c, *a1 = a0 + as, *a2 = a1 + as;
+            const float *b0 = b[r] + c, *b1 = b0 + C, *b2 = b1 + C;
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] += a1[j] * b1[j];
+            #pragma omp simd
+            for (int j = 0; j < CB; j++) acc[j] += a2[j] * b2[j];
+        }
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) out[c + j] = acc[j];
+    }
+    for (; c < C; c++) {
+        float acc = init ? init[c] : 0.0f;
+        for (int r = 0; r < nr; r++)
+            for (int q = 0; q < 3; q++) acc += a[r][q * as + c] * b[r][q * C + c];
+        out[c] = acc;
+    }
+}
+
+// output row (n, oh): y (OW,C) = b + sum over the taps inside the image of x * wt
+static inline __attribute__((always_inline)) void
+fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt, const float *b, int64_t n,
+        int oh, float *y) {
+    const int C = s->c, kk = s->kh * s->kw;
+    const float *xr[s->kh], *wr[s->kh], *ap[kk], *bp[kk], *a3[s->kh];
+    int nr = 0;
+    for (int ki = 0; ki < s->kh; ki++) {   // rows inside the image
+        int ih = oh * s->sh - s->ph + ki * s->dh;
+        if (ih < 0 || ih >= s->h) continue;
+        xr[nr] = x + (n * s->h + ih) * s->w * C;
+        wr[nr++] = wt + (int64_t)ki * s->kw * C;
+    }
+    for (int ow = 0; ow < s->ow; ow++) {
+        int iw0 = ow * s->sw - s->pw;
+        float *yo = y + (int64_t)ow * C;
+        if (s->kw == 3 && iw0 >= 0 && iw0 + 2 * s->dw < s->w) {
+            for (int r = 0; r < nr; r++) a3[r] = xr[r] + (int64_t)iw0 * C;
+            taps_dot3(C, nr, a3, (int64_t)s->dw * C, wr, b, yo);
+            continue;
+        }
+        int nt = 0;
+        for (int r = 0; r < nr; r++)
+            for (int kj = 0; kj < s->kw; kj++) {
+                int iw = iw0 + kj * s->dw;
+                if (iw < 0 || iw >= s->w) continue;
+                ap[nt] = xr[r] + (int64_t)iw * C;
+                bp[nt++] = wr[r] + (int64_t)kj * C;
+            }
+        taps_dot(C, nt, ap, bp, b, yo);
+    }
+}
+
+// input row (n, ih): dx (W,C) = sum over the output pixels that read it of dy * wt
+static inline __attribute__((always_inline)) void
+bwd_input_row(const ql_conv2d_shape *s, const float *dy, const float *wt, int64_t n, int ih,
+              float *dx) {
+    const int C = s->c, kk = s->kh * s->kw;
+    const float *gr[s->kh], *wr[s->kh], *ap[kk], *bp[kk], *a3[s->kh];
+    int nr = 0;
+    for (int ki = 0; ki < s->kh; ki++) {   // rows of dy that read input row ih
+        int th = ih + s->ph - ki * s->dh;
+        if (th < 0) break;
+        if (th % s->sh || th / s->sh >= s->oh) continue;
+        gr[nr] = dy + (n * s->oh + th / s->sh) * s->ow * C;
+        wr[nr++] = wt + (int64_t)ki * s->kw * C;
+    }
+    for (int iw = 0; iw < s->w; iw++) {
+        int tw0 = iw + s->pw;   // tap kj reads dy column (tw0 - kj*dw) / sw
+        float *d = dx + (int64_t)iw * C;
+        if (s->kw == 3 && s->sw == 1 && tw0 - 2 * s->dw >= 0 && tw0 < s->ow) {
+            for (int r = 0; r < nr; r++) a3[r] = gr[r] + (int64_t)tw0 * C;
+            taps_dot3(C, nr, a3, -(int64_t)s->dw * C, wr, NULL, d);
+            continue;
+        }
+        int nt = 0;
+        for (int r = 0; r < nr; r++)
+            for (int kj = 0; kj < s->kw; kj++) {
+                int tw = tw0 - kj * s->dw;
+                if (tw < 0) break;
+                if (tw % s->sw || tw / s->sw >= s->ow) continue;
+                ap[nt] = gr[r] + (int64_t)(tw / s->sw) * C;
+                bp[nt++] = wr[r] + (int64_t)kj * C;
+            }
+        taps_dot(C, nt, ap, bp, NULL, d);
+    }
+}
+
+// dwt (KH*KW, C) channels [c0, c1) += sum over output row (n, oh) of dy * x, per tap
+static inline __attribute__((always_inline)) void
+bwd_weight_row(const ql_conv2d_shape *s, const float *x, const float *dy, int64_t n, int oh,
+               int c0, int c1, float *dwt) {
+    const int C = s->c;
+    const float *g = dy + (n * s->oh + oh) * s->ow * C;
+    for (int ki = 0; ki < s->kh; ki++) {
+        int ih = oh * s->sh - s->ph + ki * s->dh;
+        if (ih < 0 || ih >= s->h) continue;
+        const float *xr = x + (n * s->h + ih) * s->w * C;
+        for (int kj = 0; kj < s->kw; kj++) {
+            // output columns whose tap kj lands inside the image: 0 <= ow*sw - pw + kj*dw < W
+            int off = kj * s->dw - s->pw, lim = s->w - off;   // ow*sw >= -off and ow*sw < lim
+            int o0 = off < 0 ? (-off + s->sw - 1) / s->sw : 0;
+            int o1 = lim <= 0 ? 0 : (lim + s->sw - 1) / s->sw;
+            if (o1 > s->ow) o1 = s->ow;
+            float *acc_out = dwt + (int64_t)(ki * s->kw + kj) * C;
+            int c = c0;
+            for (; c + CB <= c1; c += CB) {
+                float acc[CB];
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc[j] = 0.0f;
+                for (int ow = o0; ow < o1; ow++) {
+                    const float *gp = g + (int64_t)ow * C + c;
+                    const float *xp = xr + ((int64_t)ow * s->sw + off) * C + c;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) acc[j] += gp[j] * xp[j];
+                }
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc_out[c + j] += acc[j];
+            }
+            for (; c < c1; c++) {
+                float acc = 0.0f;
+                for (int ow = o0; ow < o1; ow++)
+                    acc += g[(int64_t)ow * C + c] * xr[((int64_t)ow * s->sw + off) * C + c];
+                acc_out[c] += acc;
+            }
+        }
+    }
+}
+
+/* The row kernels over a range of rows, generic and AVX2. */
+typedef struct {
+    const ql_conv2d_shape *s;
+    const float *a, *b, *bias;   /* fwd: x, wt, bias; bwd input: dy, wt; bwd weight: x, dy */
+    float *out;
+} dw_args;
+
+static void fwd_rows_generic(const dw_args *p, int64_t t0, int64_t t1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = t0; t < t1; t++)
+        fwd_row(s, p->a, p->b, p->bias, t / s->oh, (int)(t % s->oh), p->out + t * s->ow * s->c);
+}
+
+QL_OPS_AVX2 static void fwd_rows_avx2(const dw_args *p, int64_t t0, int64_t t1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = t0; t < t1; t++)
+        fwd_row(s, p->a, p->b, p->bias, t / s->oh, (int)(t % s->oh), p->out + t * s->ow * s->c);
+}
+
+static void bwd_input_rows_generic(const dw_args *p, int64_t t0, int64_t t1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = t0; t < t1; t++)
+        bwd_input_row(s, p->a, p->b, t / s->h, (int)(t % s->h), p->out + t * s->w * s->c);
+}
+
+QL_OPS_AVX2 static void bwd_input_rows_avx2(const dw_args *p, int64_t t0, int64_t t1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = t0; t < t1; t++)
+        bwd_input_row(s, p->a, p->b, t / s->h, (int)(t % s->h), p->out + t * s->w * s->c);
+}
+
+// all output rows, channels [c0, c1)
+static void bwd_weight_generic(const dw_args *p, int64_t c0, int64_t c1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = 0; t < (int64_t)s->n * s->oh; t++)
+        bwd_weight_row(s, p->a, p->b, t / s->oh, (int)(t % s->oh), (int)c0, (int)c1, p->out);
+}
+
+QL_OPS_AVX2 static void bwd_weight_avx2(const dw_args *p, int64_t c0, int64_t c1) {
+    const ql_conv2d_shape *s = p->s;
+    for (int64_t t = 0; t < (int64_t)s->n * s->oh; t++)
+        bwd_weight_row(s, p->a, p->b, t / s->oh, (int)(t % s->oh), (int)c0, (int)c1, p->out);
+}
+
+typedef void (*dw_range_fn)(const dw_args *p, int64_t lo, int64_t hi);
+
+// fn over [0, n) items, split across threads in multiples of align when work is large
+static void run_range(dw_range_fn fn, const dw_args *p, int64_t n, int64_t align, int64_t work) {
+    if (n <= align || !ql_ops_parallel(work, QL_OPS_PAR_WORK)) { fn(p, 0, n); return; }
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(n, align, &lo, &hi);
+        if (lo < hi) fn(p, lo, hi);
+    }
+}
+
+static int use_avx2(void) { return ql_isa_active() >= QL_ISA_AVX2; }
+
 // x (N,H,W,C), w (C,KH,KW,1), b (C) or NULL -> y (N,OH,OW,C)
 void ql_conv2d_dw_forward(const ql_conv2d_shape *s, const float *x, const float *w,
                           const float *b, float *y, float *ws) {
-    const int C = s->c;
     float *wt = ws;
     transpose_w(s, w, wt);
-    const int64_t tasks = (int64_t)s->n * s->oh;
-    #pragma omp parallel for schedule(static) if (tasks * s->ow * C * s->kh * s->kw > (1 << 15))
-    for (int64_t task = 0; task < tasks; task++) {
-        int64_t n = task / s->oh;
-        int oh = (int)(task % s->oh);
-        for (int ow = 0; ow < s->ow; ow++) {
-            float *yo = y + ((n * s->oh + oh) * s->ow + ow) * C;
-            if (b) memcpy(yo, b, sizeof(float) * C);
-            else memset(yo, 0, sizeof(float) * C);
-            for (int ki = 0; ki < s->kh; ki++) {
-                int ih = oh * s->sh - s->ph + ki * s->dh;
-                if (ih < 0 || ih >= s->h) continue;
-                for (int kj = 0; kj < s->kw; kj++) {
-                    int iw = ow * s->sw - s->pw + kj * s->dw;
-                    if (iw < 0 || iw >= s->w) continue;
-                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                    const float *wp = wt + (int64_t)(ki * s->kw + kj) * C;
-                    for (int c = 0; c < C; c++) yo[c] += xp[c] * wp[c];
-                }
-            }
-        }
-    }
-}
-
-// dx (N,H,W,C) = gather of dy * w over the taps that read each input pixel
-static void dw_backward_input(const ql_conv2d_shape *s, const float *wt, const float *dy,
-                              float *dx) {
-    const int C = s->c;
-    const int64_t tasks = (int64_t)s->n * s->h;
-    #pragma omp parallel for schedule(static) if (tasks * s->w * C * s->kh * s->kw > (1 << 15))
-    for (int64_t task = 0; task < tasks; task++) {
-        int64_t n = task / s->h;
-        int ih = (int)(task % s->h);
-        for (int iw = 0; iw < s->w; iw++) {
-            float *d = dx + ((n * s->h + ih) * s->w + iw) * C;
-            memset(d, 0, sizeof(float) * C);
-            for (int ki = 0; ki < s->kh; ki++) {
-                int th = ih + s->ph - ki * s->dh;
-                if (th < 0) break;
-                if (th % s->sh || th / s->sh >= s->oh) continue;
-                for (int kj = 0; kj < s->kw; kj++) {
-                    int tw = iw + s->pw - kj * s->dw;
-                    if (tw < 0) break;
-                    if (tw % s->sw || tw / s->sw >= s->ow) continue;
-                    const float *g = dy + ((n * s->oh + th / s->sh) * s->ow + tw / s->sw) * C;
-                    const float *wp = wt + (int64_t)(ki * s->kw + kj) * C;
-                    for (int c = 0; c < C; c++) d[c] += g[c] * wp[c];
-                }
-            }
-        }
-    }
-}
-
-// dwt (KH*KW, C) = sum over output pixels of dy * x; one thread per kernel tap
-static void dw_backward_weight(const ql_conv2d_shape *s, const float *x, const float *dy,
-                               float *dwt) {
-    const int C = s->c, kk = s->kh * s->kw;
-    #pragma omp parallel for schedule(static) if ((int64_t)s->n * s->oh * s->ow * C > (1 << 14))
-    for (int p = 0; p < kk; p++) {
-        int ki = p / s->kw, kj = p % s->kw;
-        float *acc = dwt + (int64_t)p * C;
-        memset(acc, 0, sizeof(float) * C);
-        for (int64_t n = 0; n < s->n; n++)
-            for (int oh = 0; oh < s->oh; oh++) {
-                int ih = oh * s->sh - s->ph + ki * s->dh;
-                if (ih < 0 || ih >= s->h) continue;
-                for (int ow = 0; ow < s->ow; ow++) {
-                    int iw = ow * s->sw - s->pw + kj * s->dw;
-                    if (iw < 0 || iw >= s->w) continue;
-                    const float *g = dy + ((n * s->oh + oh) * s->ow + ow) * C;
-                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                    for (int c = 0; c < C; c++) acc[c] += g[c] * xp[c];
-                }
-            }
-    }
+    dw_args p = {s, x, wt, b, y};
+    int64_t rows = (int64_t)s->n * s->oh, work = rows * s->ow * s->c * s->kh * s->kw;
+    run_range(use_avx2() ? fwd_rows_avx2 : fwd_rows_generic, &p, rows, 1, work);
 }
 
 void ql_conv2d_dw_backward(const ql_conv2d_shape *s, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db, float *ws) {
     const int C = s->c, kk = s->kh * s->kw;
+    const int64_t work = (int64_t)s->n * s->oh * s->ow * C * kk;
     float *wt = ws, *dwt = ws + (int64_t)kk * C;
+    int avx = use_avx2();
     if (db) ql_ops_colsum_add((int64_t)s->n * s->oh * s->ow, C, dy, C, db);
-    if (dx) {
+    if (dx) {   // dx (N,H,W,C) = gather of dy * w over the taps that read each input pixel
         transpose_w(s, w, wt);
-        dw_backward_input(s, wt, dy, dx);
+        dw_args p = {s, dy, wt, NULL, dx};
+        run_range(avx ? bwd_input_rows_avx2 : bwd_input_rows_generic, &p, (int64_t)s->n * s->h, 1, work);
     }
-    if (dw) {
-        dw_backward_weight(s, x, dy, dwt);
+    if (dw) {   // dwt (KH*KW, C) = sum over output pixels of dy * x, then added to dw transposed
+        memset(dwt, 0, sizeof(float) * (size_t)kk * C);
+        dw_args p = {s, x, dy, NULL, dwt};
+        run_range(avx ? bwd_weight_avx2 : bwd_weight_generic, &p, C, CB, work);
         for (int c = 0; c < C; c++)
-            for (int p = 0; p < kk; p++) dw[(int64_t)c * kk + p] += dwt[(int64_t)p * C + c];
+            for (int t = 0; t < kk; t++) dw[(int64_t)c * kk + t] += dwt[(int64_t)t * C + c];
     }
 }

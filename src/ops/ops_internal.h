@@ -4,6 +4,22 @@
 #include <stdint.h>
 #include "qlab/ops.h"
 
+/* Threading. A parallel region costs about a microsecond even when its if()
+ * clause is false (libgomp still builds a team of one), so kernels ask
+ * ql_ops_parallel() first and call their serial loop directly when the work
+ * is small or only one thread is allowed: batch-1 inference pays nothing. */
+#define QL_OPS_PAR_ELEMS (1 << 16)   /* elementwise: floats per call */
+#define QL_OPS_PAR_WORK  (1 << 15)   /* kernels doing a few flops per float */
+/* work > min_work and more than one OpenMP thread available */
+int ql_ops_parallel(int64_t work, int64_t min_work);
+/* Inside a parallel region: this thread's share [*lo, *hi) of n items, cut
+ * at multiples of align (16 floats = one cache line, no false sharing). */
+void ql_ops_thread_range(int64_t n, int64_t align, int64_t *lo, int64_t *hi);
+
+/* Fast paths compiled for AVX2 (see conv2d_dw.c): the same C loops inlined
+ * into functions with this attribute, picked when ql_isa_active() allows. */
+#define QL_OPS_AVX2 __attribute__((target("avx2")))
+
 /* out[j] += sum_i x[i*ldx + j], x (M, N) with row stride ldx; sums in double. */
 void ql_ops_colsum_add(int64_t m, int n, const float *x, int64_t ldx, float *out);
 /* y[i*ldy + j] += b[j] for an (M, N) block. */

@@ -3,7 +3,7 @@
  * padding) and avgpool's count_include_pad divisor. */
 #include <math.h>
 #include <string.h>
-#include "qlab/ops.h"
+#include "ops/ops_internal.h"
 
 static int64_t out_size(int in, int k, int st, int pad, int ceil_mode) {
     int64_t span = (int64_t)in + 2 * pad - k;
@@ -34,56 +34,81 @@ ql_status ql_pool2d_shape_init(ql_pool2d_shape *s) {
     return QL_OK;
 }
 
-// x (N,H,W,C) -> y (N,OH,OW,C); argmax = ih*W+iw of the max (NaN wins, as in PyTorch)
-void ql_maxpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
+// one output row (n, oh): y (OW,C), argmax (OW,C) or NULL. Each window is
+// folded into y one input pixel at a time, vectorised over the C channels.
+static void maxpool_row(const ql_pool2d_shape *s, const float *x, int64_t n, int oh, float *y,
+                        int32_t *argmax) {
     const int C = s->c;
-    const int64_t tasks = (int64_t)s->n * s->oh;
-    #pragma omp parallel for schedule(static) if (tasks * s->ow * C * s->kh * s->kw > (1 << 15))
-    for (int64_t task = 0; task < tasks; task++) {
-        int64_t n = task / s->oh;
-        int oh = (int)(task % s->oh);
-        int h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
-        if (h0 < 0) h0 = 0;
-        if (h1 > s->h) h1 = s->h;
-        for (int ow = 0; ow < s->ow; ow++) {
-            int w0 = ow * s->sw - s->pw, w1 = w0 + s->kw;
-            if (w0 < 0) w0 = 0;
-            if (w1 > s->w) w1 = s->w;
-            int64_t o = ((n * s->oh + oh) * s->ow + ow) * C;
-            float *yo = y + o;
-            int32_t *ao = argmax ? argmax + o : NULL;
-            for (int c = 0; c < C; c++) yo[c] = -INFINITY;
-            if (ao) for (int c = 0; c < C; c++) ao[c] = h0 * s->w + w0;
-            for (int ih = h0; ih < h1; ih++)
-                for (int iw = w0; iw < w1; iw++) {
-                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                    int32_t idx = ih * s->w + iw;
+    int h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
+    if (h0 < 0) h0 = 0;
+    if (h1 > s->h) h1 = s->h;
+    for (int ow = 0; ow < s->ow; ow++) {
+        int w0 = ow * s->sw - s->pw, w1 = w0 + s->kw;
+        if (w0 < 0) w0 = 0;
+        if (w1 > s->w) w1 = s->w;
+        float *yo = y + (int64_t)ow * C;
+        int32_t *ao = argmax ? argmax + (int64_t)ow * C : NULL;
+        for (int c = 0; c < C; c++) yo[c] = -INFINITY;
+        if (ao) for (int c = 0; c < C; c++) ao[c] = h0 * s->w + w0;
+        for (int ih = h0; ih < h1; ih++)
+            for (int iw = w0; iw < w1; iw++) {
+                const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                const int32_t idx = ih * s->w + iw;
+                if (ao) {
+                    #pragma omp simd
                     for (int c = 0; c < C; c++) {
-                        float v = xp[c];
-                        if (v > yo[c] || isnan(v)) {
-                            yo[c] = v;
-                            if (ao) ao[c] = idx;
-                        }
+                        float v = xp[c], m = yo[c];
+                        int take = v > m || v != v;   // NaN wins, as in PyTorch
+                        yo[c] = take ? v : m;
+                        ao[c] = take ? idx : ao[c];
+                    }
+                } else {
+                    #pragma omp simd
+                    for (int c = 0; c < C; c++) {
+                        float v = xp[c], m = yo[c];
+                        yo[c] = v > m || v != v ? v : m;
                     }
                 }
-        }
+            }
     }
 }
 
-// dx (N,H,W,C) = scatter-add of dy at argmax; images are independent
-void ql_maxpool2d_backward(const ql_pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
-    const int C = s->c;
-    const int64_t in_img = (int64_t)s->h * s->w * C, out_px = (int64_t)s->oh * s->ow;
-    #pragma omp parallel for schedule(static) if (s->n > 1 && out_px * C * s->n > (1 << 15))
-    for (int64_t n = 0; n < s->n; n++) {
-        float *d = dx + n * in_img;
-        memset(d, 0, sizeof(float) * in_img);
-        for (int64_t p = 0; p < out_px; p++) {
-            const float *g = dy + (n * out_px + p) * C;
-            const int32_t *a = argmax + (n * out_px + p) * C;
-            for (int c = 0; c < C; c++) d[(int64_t)a[c] * C + c] += g[c];
-        }
+// x (N,H,W,C) -> y (N,OH,OW,C); argmax = ih*W+iw of the max (NaN wins, as in PyTorch)
+void ql_maxpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
+    const int64_t tasks = (int64_t)s->n * s->oh, row = (int64_t)s->ow * s->c;
+    if (!ql_ops_parallel(tasks * row * s->kh * s->kw, QL_OPS_PAR_WORK) || tasks < 2) {
+        for (int64_t t = 0; t < tasks; t++)
+            maxpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row, argmax ? argmax + t * row : NULL);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tasks; t++)
+        maxpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row, argmax ? argmax + t * row : NULL);
+}
+
+// dx (N,H,W,C) = scatter-add of dy at argmax; images are independent
+static void maxpool_backward_image(const ql_pool2d_shape *s, const int32_t *argmax, const float *dy,
+                                   float *dx) {
+    const int C = s->c;
+    const int64_t out_px = (int64_t)s->oh * s->ow;
+    memset(dx, 0, sizeof(float) * (size_t)s->h * s->w * C);
+    for (int64_t p = 0; p < out_px; p++) {
+        const float *g = dy + p * C;
+        const int32_t *a = argmax + p * C;
+        for (int c = 0; c < C; c++) dx[(int64_t)a[c] * C + c] += g[c];
+    }
+}
+
+void ql_maxpool2d_backward(const ql_pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
+    const int64_t in_img = (int64_t)s->h * s->w * s->c, out_img = (int64_t)s->oh * s->ow * s->c;
+    if (s->n < 2 || !ql_ops_parallel(out_img * s->n, QL_OPS_PAR_WORK)) {
+        for (int64_t n = 0; n < s->n; n++)
+            maxpool_backward_image(s, argmax + n * out_img, dy + n * out_img, dx + n * in_img);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < s->n; n++)
+        maxpool_backward_image(s, argmax + n * out_img, dy + n * out_img, dx + n * in_img);
 }
 
 // window rows [*lo,*hi) clipped to the input, and the unclipped size (pads
@@ -97,80 +122,111 @@ static int window(int o, int st, int pad, int k, int in, int *lo, int *hi) {
     return size;
 }
 
+// one output row (n, oh): y (OW,C) = window sums (in window order) times 1/count
+static void avgpool_row(const ql_pool2d_shape *s, const float *x, int64_t n, int oh, float *y) {
+    const int C = s->c;
+    int h0, h1, w0, w1;
+    int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
+    for (int ow = 0; ow < s->ow; ow++) {
+        int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
+        int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
+        float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+        float *yo = y + (int64_t)ow * C;
+        memset(yo, 0, sizeof(float) * C);
+        for (int ih = h0; ih < h1; ih++)
+            for (int iw = w0; iw < w1; iw++) {
+                const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                #pragma omp simd
+                for (int c = 0; c < C; c++) yo[c] += xp[c];
+            }
+        #pragma omp simd
+        for (int c = 0; c < C; c++) yo[c] *= inv;
+    }
+}
+
 // x (N,H,W,C) -> y (N,OH,OW,C)
 void ql_avgpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y) {
+    const int64_t tasks = (int64_t)s->n * s->oh, row = (int64_t)s->ow * s->c;
+    if (!ql_ops_parallel(tasks * row * s->kh * s->kw, QL_OPS_PAR_WORK) || tasks < 2) {
+        for (int64_t t = 0; t < tasks; t++) avgpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tasks; t++) avgpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row);
+}
+
+// dx (H,W,C) of one image = each dy (OH,OW,C) spread evenly over its window
+static void avgpool_backward_image(const ql_pool2d_shape *s, const float *dy, float *dx) {
     const int C = s->c;
-    const int64_t tasks = (int64_t)s->n * s->oh;
-    #pragma omp parallel for schedule(static) if (tasks * s->ow * C * s->kh * s->kw > (1 << 15))
-    for (int64_t task = 0; task < tasks; task++) {
-        int64_t n = task / s->oh;
-        int oh = (int)(task % s->oh), h0, h1, w0, w1;
+    memset(dx, 0, sizeof(float) * (size_t)s->h * s->w * C);
+    for (int oh = 0; oh < s->oh; oh++) {
+        int h0, h1, w0, w1;
         int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
         for (int ow = 0; ow < s->ow; ow++) {
             int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
             int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
             float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
-            float *yo = y + ((n * s->oh + oh) * s->ow + ow) * C;
-            memset(yo, 0, sizeof(float) * C);
+            const float *g = dy + ((int64_t)oh * s->ow + ow) * C;
             for (int ih = h0; ih < h1; ih++)
                 for (int iw = w0; iw < w1; iw++) {
-                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                    for (int c = 0; c < C; c++) yo[c] += xp[c];
+                    float *dp = dx + ((int64_t)ih * s->w + iw) * C;
+                    #pragma omp simd
+                    for (int c = 0; c < C; c++) dp[c] += g[c] * inv;
                 }
-            for (int c = 0; c < C; c++) yo[c] *= inv;
         }
     }
 }
 
-// dx (N,H,W,C) = each dy spread evenly over its window; images are independent
 void ql_avgpool2d_backward(const ql_pool2d_shape *s, const float *dy, float *dx) {
-    const int C = s->c;
-    const int64_t in_img = (int64_t)s->h * s->w * C;
-    #pragma omp parallel for schedule(static) if (s->n > 1 && (int64_t)s->n * s->oh * s->ow * C > (1 << 15))
-    for (int64_t n = 0; n < s->n; n++) {
-        float *d = dx + n * in_img;
-        memset(d, 0, sizeof(float) * in_img);
-        for (int oh = 0; oh < s->oh; oh++) {
-            int h0, h1, w0, w1;
-            int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
-            for (int ow = 0; ow < s->ow; ow++) {
-                int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
-                int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
-                float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
-                const float *g = dy + ((n * s->oh + oh) * s->ow + ow) * C;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++) {
-                        float *dp = d + ((int64_t)ih * s->w + iw) * C;
-                        for (int c = 0; c < C; c++) dp[c] += g[c] * inv;
-                    }
-            }
-        }
+    const int64_t in_img = (int64_t)s->h * s->w * s->c, out_img = (int64_t)s->oh * s->ow * s->c;
+    if (s->n < 2 || !ql_ops_parallel(out_img * s->n, QL_OPS_PAR_WORK)) {
+        for (int64_t n = 0; n < s->n; n++) avgpool_backward_image(s, dy + n * out_img, dx + n * in_img);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < s->n; n++) avgpool_backward_image(s, dy + n * out_img, dx + n * in_img);
+}
+
+// x (HW,C) of one image -> y (C): sums in pixel order, times 1/HW
+static void gap_image(int hw, int c, const float *x, float *y) {
+    memset(y, 0, sizeof(float) * c);
+    for (int64_t p = 0; p < hw; p++) {
+        const float *xp = x + p * c;
+        #pragma omp simd
+        for (int j = 0; j < c; j++) y[j] += xp[j];
+    }
+    float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
+    #pragma omp simd
+    for (int j = 0; j < c; j++) y[j] *= inv;
 }
 
 // x (N,HW,C) -> y (N,C)
 void ql_global_avgpool_forward(int n, int hw, int c, const float *x, float *y) {
-    #pragma omp parallel for schedule(static) if ((int64_t)n * hw * c > (1 << 16))
-    for (int64_t i = 0; i < n; i++) {
-        float *yi = y + i * c;
-        memset(yi, 0, sizeof(float) * c);
-        for (int64_t p = 0; p < hw; p++) {
-            const float *xp = x + (i * hw + p) * c;
-            for (int j = 0; j < c; j++) yi[j] += xp[j];
-        }
-        float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
-        for (int j = 0; j < c; j++) yi[j] *= inv;
+    const int64_t img = (int64_t)hw * c;
+    if (n < 2 || !ql_ops_parallel(img * n, QL_OPS_PAR_ELEMS)) {
+        for (int64_t i = 0; i < n; i++) gap_image(hw, c, x + i * img, y + i * c);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) gap_image(hw, c, x + i * img, y + i * c);
 }
 
 // dy (N,C) -> dx (N,HW,C) = dy / HW everywhere
-void ql_global_avgpool_backward(int n, int hw, int c, const float *dy, float *dx) {
+static void gap_backward_image(int hw, int c, const float *dy, float *dx) {
     float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
-    #pragma omp parallel for schedule(static) if ((int64_t)n * hw * c > (1 << 16))
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t p = 0; p < hw; p++) {
-            float *d = dx + (i * hw + p) * c;
-            const float *g = dy + i * c;
-            for (int j = 0; j < c; j++) d[j] = g[j] * inv;
-        }
+    for (int64_t p = 0; p < hw; p++) {
+        float *d = dx + p * c;
+        #pragma omp simd
+        for (int j = 0; j < c; j++) d[j] = dy[j] * inv;
+    }
+}
+
+void ql_global_avgpool_backward(int n, int hw, int c, const float *dy, float *dx) {
+    const int64_t img = (int64_t)hw * c;
+    if (n < 2 || !ql_ops_parallel(img * n, QL_OPS_PAR_ELEMS)) {
+        for (int64_t i = 0; i < n; i++) gap_backward_image(hw, c, dy + i * c, dx + i * img);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) gap_backward_image(hw, c, dy + i * c, dx + i * img);
 }

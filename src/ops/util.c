@@ -1,8 +1,21 @@
 /* Small reductions shared by the kernels. */
 #include <cblas.h>
+#include <omp.h>
 #include "ops/ops_internal.h"
 
 #define COLBLK 64
+
+int ql_ops_parallel(int64_t work, int64_t min_work) {
+    return work > min_work && omp_get_max_threads() > 1;
+}
+
+void ql_ops_thread_range(int64_t n, int64_t align, int64_t *lo, int64_t *hi) {
+    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t blocks = (n + align - 1) / align;
+    int64_t b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    *lo = b0 * align < n ? b0 * align : n;
+    *hi = b1 * align < n ? b1 * align : n;
+}
 
 // x (M,N) row stride ldx -> out (N) += column sums
 void ql_ops_colsum_add(int64_t m, int n, const float *x, int64_t ldx, float *out) {

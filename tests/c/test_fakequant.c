@@ -1,0 +1,64 @@
+/* Fake quantization: forward equals quantize-then-dequantize; the gradient
+ * is straight-through inside the range (finite differences) and zero outside. */
+#include <stdlib.h>
+#include "test.h"
+#include "qlab/fakequant.h"
+#include "qlab/qops.h"
+#include "qlab/rng.h"
+
+TEST(fakequant_equals_quantize_dequantize) {
+    enum { N = 4099 };
+    static float x[N], y[N], r[N];
+    static uint8_t q[N];
+    ql_rng *g = ql_rng_global();
+    for (int i = 0; i < N; i++) x[i] = 4.0f * ql_rng_normal(g);
+    float s = 0.037f;
+    int32_t zp = 117;
+    ql_fake_quant(N, x, s, zp, 0, 255, y);
+    ql_quantize_u8(N, x, s, zp, 0, 255, q);
+    ql_dequantize_u8(N, q, s, zp, r);
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += y[i] != r[i];
+    CHECK_MSG(bad == 0, "%d of %d values differ from quantize+dequantize", bad, N);
+}
+
+TEST(fakequant_gradient_straight_through) {
+    float s = 0.1f;
+    int32_t zp = 10, qmin = 0, qmax = 50;   /* representable range [-1.0, 4.0] */
+    float xs[] = {-3.0f, -1.2f, -0.52f, 0.013f, 1.77f, 3.96f, 4.3f, 9.0f};
+    int n = (int)(sizeof xs / sizeof *xs);
+    float dy[8], dx[8];
+    for (int i = 0; i < n; i++) dy[i] = 1.0f + i;
+    ql_fake_quant_backward(n, xs, s, zp, qmin, qmax, dy, dx);
+    for (int i = 0; i < n; i++) {
+        float code = nearbyintf(xs[i] / s) + zp;
+        int inside = code >= qmin && code <= qmax;
+        CHECK_MSG(dx[i] == (inside ? dy[i] : 0.0f), "x=%g: dx %g", xs[i], dx[i]);
+        if (!inside) {   /* outside: the forward is flat, finite differences give 0 */
+            float a = xs[i] - 1e-3f, b = xs[i] + 1e-3f, ya, yb;
+            ql_fake_quant(1, &a, s, zp, qmin, qmax, &ya);
+            ql_fake_quant(1, &b, s, zp, qmin, qmax, &yb);
+            CHECK(ya == yb);
+        } else {         /* inside: over a span of many steps the slope is 1 (the STE's value) */
+            float a = xs[i] - 0.5f, b = xs[i] + 0.5f, ya, yb;
+            if (a / s + zp < qmin || b / s + zp > qmax) continue;
+            ql_fake_quant(1, &a, s, zp, qmin, qmax, &ya);
+            ql_fake_quant(1, &b, s, zp, qmin, qmax, &yb);
+            CHECK_NEAR((yb - ya) / (b - a), 1.0, 0.11);
+        }
+    }
+}
+
+TEST(fakequant_per_channel) {
+    float w[6] = {0.5f, -0.26f, 3.0f, -2.9f, 0.01f, 0.02f}, y[6];
+    float sc[3] = {0.5f / 127, 3.0f / 127, 0.02f / 127};
+    int32_t zp[3] = {0, 0, 0};
+    ql_fake_quant_channels(3, 2, w, sc, zp, -127, 127, y);
+    for (int c = 0; c < 3; c++)
+        for (int e = 0; e < 2; e++) {
+            float want;
+            ql_fake_quant(1, &w[c * 2 + e], sc[c], 0, -127, 127, &want);
+            CHECK(y[c * 2 + e] == want);
+            CHECK(fabsf(y[c * 2 + e] - w[c * 2 + e]) <= sc[c] / 2 + 1e-7f);
+        }
+}
