@@ -26,9 +26,18 @@ static void transpose_w(const ql_conv2d_shape *s, const float *w, float *wt) {
         for (int p = 0; p < kk; p++) wt[(int64_t)p * s->c + c] = w[(int64_t)c * kk + p];
 }
 
-// out (C) = init (or 0) + sum over taps t < nt, in order, of a[t][c] * b[t][c]
+/* The taps of one pixel form a grid: rows r < nr and columns q < nq, tap
+ * (r, q) reading a[r] + ao + q*as and b[r] + bo + q*bs (then + channel). */
+typedef struct {
+    int nr, nq;
+    const float **a, **b;
+    int64_t ao, as, bo, bs;
+} tap_grid;
+
+// out (C) = init (or 0) + sum over the taps, in (r, q) order, of a * b
 static inline __attribute__((always_inline)) void
-taps_dot(int C, int nt, const float *const *a, const float *const *b, const float *init, float *out) {
+taps_dot(int C, const tap_grid *t, const float *init, float *out) {
+    const int64_t as = t->as, bs = t->bs;
     int c = 0;
     for (; c + CB <= C; c += CB) {
         float acc[CB];
@@ -39,28 +48,33 @@ taps_dot(int C, int nt, const float *const *a, const float *const *b, const floa
             #pragma omp simd
             for (int j = 0; j < CB; j++) acc[j] = 0.0f;
         }
-        for (int t = 0; t < nt; t++) {
-            const float *ap = a[t] + c, *bp = b[t] + c;
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] += ap[j] * bp[j];
+        for (int r = 0; r < t->nr; r++) {
+            const float *a0 = t->a[r] + t->ao + c, *b0 = t->b[r] + t->bo + c;
+            for (int q = 0; q < t->nq; q++, a0 += as, b0 += bs) {
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
+            }
         }
         #pragma omp simd
         for (int j = 0; j < CB; j++) out[c + j] = acc[j];
     }
     for (; c < C; c++) {
         float acc = init ? init[c] : 0.0f;
-        for (int t = 0; t < nt; t++) acc += a[t][c] * b[t][c];
+        for (int r = 0; r < t->nr; r++)
+            for (int q = 0; q < t->nq; q++) acc += t->a[r][t->ao + q * as + c] * t->b[r][t->bo + q * bs + c];
         out[c] = acc;
     }
 }
 
-// the same for 3 taps per row r < nr, the common 3-wide kernel: tap (r, q) reads
-// a[r][q*as + c] and b[r][q*C + c]; nothing to set up per pixel
+// the same for a full 3x3 grid (the interior of 3x3 convs): rows a0..a2, b0..b2
+// already offset to column 0, column strides as and bs
 static inline __attribute__((always_inline)) void
-taps_dot3(int C, int nr, const float *const *a, int64_t as, const float *const *b,
-          const float *init, float *out) {
+taps_dot_3x3(int C, const float *a0, const float *a1, const float *a2, int64_t as,
+             const float *b0, const float *b1, const float *b2, int64_t bs, const float *init,
+             float *out) {
+    const int64_t as2 = 2 * as, bs2 = 2 * bs;
     int c = 0;
-    for (; c + CB <= C; c += CB) {
+    for (; c + CB <= C; c += CB, a0 += CB, a1 += CB, a2 += CB, b0 += CB, b1 += CB, b2 += CB) {
         float acc[CB];
         if (init) {
             #pragma omp simd
@@ -69,24 +83,39 @@ taps_dot3(int C, int nr, const float *const *a, int64_t as, const float *const *
             #pragma omp simd
             for (int j = 0; j < CB; j++) acc[j] = 0.0f;
         }
-        for (int r = 0; r < nr; r++) {
-            const float *a0 = a[r] + c, *a1 = a0 + as, *a2 = a1 + as;
-            const float *b0 = b[r] + c, *b1 = b0 + C, *b2 = b1 + C;
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] += a1[j] * b1[j];
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] += a2[j] * b2[j];
-        }
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a0[as + j] * b0[bs + j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a0[as2 + j] * b0[bs2 + j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a1[j] * b1[j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a1[as + j] * b1[bs + j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a1[as2 + j] * b1[bs2 + j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a2[j] * b2[j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a2[as + j] * b2[bs + j];
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] += a2[as2 + j] * b2[bs2 + j];
         #pragma omp simd
         for (int j = 0; j < CB; j++) out[c + j] = acc[j];
     }
-    for (; c < C; c++) {
-        float acc = init ? init[c] : 0.0f;
-        for (int r = 0; r < nr; r++)
-            for (int q = 0; q < 3; q++) acc += a[r][q * as + c] * b[r][q * C + c];
-        out[c] = acc;
+    for (int j = 0; c + j < C; j++) {
+        float acc = init ? init[c + j] : 0.0f;
+        acc += a0[j] * b0[j];
+        acc += a0[as + j] * b0[bs + j];
+        acc += a0[as2 + j] * b0[bs2 + j];
+        acc += a1[j] * b1[j];
+        acc += a1[as + j] * b1[bs + j];
+        acc += a1[as2 + j] * b1[bs2 + j];
+        acc += a2[j] * b2[j];
+        acc += a2[as + j] * b2[bs + j];
+        acc += a2[as2 + j] * b2[bs2 + j];
+        out[c + j] = acc;
     }
 }
 
@@ -94,32 +123,28 @@ taps_dot3(int C, int nr, const float *const *a, int64_t as, const float *const *
 static inline __attribute__((always_inline)) void
 fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt, const float *b, int64_t n,
         int oh, float *y) {
-    const int C = s->c, kk = s->kh * s->kw;
-    const float *xr[s->kh], *wr[s->kh], *ap[kk], *bp[kk], *a3[s->kh];
-    int nr = 0;
+    const int C = s->c, dw = s->dw;
+    const float *xr[s->kh], *wr[s->kh];
+    tap_grid t = {0, 0, xr, wr, 0, (int64_t)dw * C, 0, C};
     for (int ki = 0; ki < s->kh; ki++) {   // rows inside the image
         int ih = oh * s->sh - s->ph + ki * s->dh;
         if (ih < 0 || ih >= s->h) continue;
-        xr[nr] = x + (n * s->h + ih) * s->w * C;
-        wr[nr++] = wt + (int64_t)ki * s->kw * C;
+        xr[t.nr] = x + (n * s->h + ih) * s->w * C;
+        wr[t.nr++] = wt + (int64_t)ki * s->kw * C;
     }
     for (int ow = 0; ow < s->ow; ow++) {
-        int iw0 = ow * s->sw - s->pw;
-        float *yo = y + (int64_t)ow * C;
-        if (s->kw == 3 && iw0 >= 0 && iw0 + 2 * s->dw < s->w) {
-            for (int r = 0; r < nr; r++) a3[r] = xr[r] + (int64_t)iw0 * C;
-            taps_dot3(C, nr, a3, (int64_t)s->dw * C, wr, b, yo);
-            continue;
-        }
-        int nt = 0;
-        for (int r = 0; r < nr; r++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                int iw = iw0 + kj * s->dw;
-                if (iw < 0 || iw >= s->w) continue;
-                ap[nt] = xr[r] + (int64_t)iw * C;
-                bp[nt++] = wr[r] + (int64_t)kj * C;
-            }
-        taps_dot(C, nt, ap, bp, b, yo);
+        // columns kj in [k0, k1) with 0 <= iw0 + kj*dw < W
+        int iw0 = ow * s->sw - s->pw, k0 = iw0 < 0 ? (-iw0 + dw - 1) / dw : 0;
+        int k1 = s->w - iw0 <= 0 ? 0 : (s->w - iw0 + dw - 1) / dw;
+        if (k1 > s->kw) k1 = s->kw;
+        t.nq = k1 > k0 ? k1 - k0 : 0;
+        t.ao = (int64_t)(iw0 + k0 * dw) * C;
+        t.bo = (int64_t)k0 * C;
+        if (t.nr == 3 && t.nq == 3)
+            taps_dot_3x3(C, xr[0] + t.ao, xr[1] + t.ao, xr[2] + t.ao, t.as, wr[0] + t.bo, wr[1] + t.bo,
+                         wr[2] + t.bo, t.bs, b, y + (int64_t)ow * C);
+        else
+            taps_dot(C, &t, b, y + (int64_t)ow * C);
     }
 }
 
@@ -127,34 +152,40 @@ fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt, const float *
 static inline __attribute__((always_inline)) void
 bwd_input_row(const ql_conv2d_shape *s, const float *dy, const float *wt, int64_t n, int ih,
               float *dx) {
-    const int C = s->c, kk = s->kh * s->kw;
-    const float *gr[s->kh], *wr[s->kh], *ap[kk], *bp[kk], *a3[s->kh];
-    int nr = 0;
+    const int C = s->c;
+    const float *gr[s->kh], *wr[s->kh];
+    tap_grid t = {0, 0, gr, wr, 0, 0, 0, 0};
     for (int ki = 0; ki < s->kh; ki++) {   // rows of dy that read input row ih
         int th = ih + s->ph - ki * s->dh;
         if (th < 0) break;
         if (th % s->sh || th / s->sh >= s->oh) continue;
-        gr[nr] = dy + (n * s->oh + th / s->sh) * s->ow * C;
-        wr[nr++] = wt + (int64_t)ki * s->kw * C;
+        gr[t.nr] = dy + (n * s->oh + th / s->sh) * s->ow * C;
+        wr[t.nr++] = wt + (int64_t)ki * s->kw * C;
     }
     for (int iw = 0; iw < s->w; iw++) {
-        int tw0 = iw + s->pw;   // tap kj reads dy column (tw0 - kj*dw) / sw
-        float *d = dx + (int64_t)iw * C;
-        if (s->kw == 3 && s->sw == 1 && tw0 - 2 * s->dw >= 0 && tw0 < s->ow) {
-            for (int r = 0; r < nr; r++) a3[r] = gr[r] + (int64_t)tw0 * C;
-            taps_dot3(C, nr, a3, -(int64_t)s->dw * C, wr, NULL, d);
-            continue;
+        // tap kj reads dy column (iw + pw - kj*dw) / sw when that divides and is
+        // inside; the valid kj are evenly spaced: k0, k0 + step, ...
+        int k0 = -1, step = 0, nq = 0;
+        for (int kj = 0; kj < s->kw; kj++) {
+            int tw = iw + s->pw - kj * s->dw;
+            if (tw < 0) break;
+            if (tw % s->sw || tw / s->sw >= s->ow) continue;
+            if (nq == 0) k0 = kj;
+            else if (nq == 1) step = kj - k0;
+            nq++;
         }
-        int nt = 0;
-        for (int r = 0; r < nr; r++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                int tw = tw0 - kj * s->dw;
-                if (tw < 0) break;
-                if (tw % s->sw || tw / s->sw >= s->ow) continue;
-                ap[nt] = gr[r] + (int64_t)(tw / s->sw) * C;
-                bp[nt++] = wr[r] + (int64_t)kj * C;
-            }
-        taps_dot(C, nt, ap, bp, NULL, d);
+        t.nq = nq;
+        if (nq) {
+            t.ao = (int64_t)((iw + s->pw - k0 * s->dw) / s->sw) * C;
+            t.as = -(int64_t)(step * s->dw / s->sw) * C;
+            t.bo = (int64_t)k0 * C;
+            t.bs = (int64_t)step * C;
+        }
+        if (t.nr == 3 && t.nq == 3)
+            taps_dot_3x3(C, gr[0] + t.ao, gr[1] + t.ao, gr[2] + t.ao, t.as, wr[0] + t.bo, wr[1] + t.bo,
+                         wr[2] + t.bo, t.bs, NULL, dx + (int64_t)iw * C);
+        else
+            taps_dot(C, &t, NULL, dx + (int64_t)iw * C);
     }
 }
 
