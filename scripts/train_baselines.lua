@@ -10,9 +10,9 @@ local recipes = {
   small_cnn = {epochs = 10, batch = 128, optimizer = "sgd", lr = 0.05, momentum = 0.9, nesterov = true,
                weight_decay = 5e-4, schedule = "cosine", warmup = 0.3, flip = true, crop_pad = 2},
   lstm = {epochs = 12, batch = 128, optimizer = "adam", lr = 2e-3, schedule = "cosine", warmup = 0.3},
-  resnet18 = {epochs = 10, batch = 128, optimizer = "sgd", lr = 0.1, momentum = 0.9, nesterov = true,
+  resnet18 = {epochs = 8, batch = 128, optimizer = "sgd", lr = 0.1, momentum = 0.9, nesterov = true,
               weight_decay = 5e-4, schedule = "cosine", warmup = 0.5, flip = true, crop_pad = 2},
-  mobilenet_v2 = {epochs = 12, batch = 128, optimizer = "sgd", lr = 0.05, momentum = 0.9, nesterov = true,
+  mobilenet_v2 = {epochs = 6, batch = 128, optimizer = "sgd", lr = 0.05, momentum = 0.9, nesterov = true,
                   weight_decay = 4e-5, schedule = "cosine", warmup = 0.5, flip = true, crop_pad = 2},
 }
 local order = {"small_cnn", "lstm", "resnet18", "mobilenet_v2"}
