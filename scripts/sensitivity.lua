@@ -76,12 +76,13 @@ local function print_rank(title, rank, info, n)
                       info.seconds, info.n, db(info.quantized.sqnr_db),
                       info.metric == "top1" and string.format(", top-1 %.2f vs FP32 %.2f", info.quantized.top1,
                                                               info.top1_fp32) or ""))
-  print(string.format("    %-4s %-28s %-7s %9s %9s %10s %9s %8s", "rank", "node", "op", "drop", "sqnr dB", "kl",
+  print(string.format("    %-4s %-28s %-7s %9s %9s %10s %9s %8s", "rank", "node", "op", "drop/gain", "sqnr dB", "kl",
                       "params", "int8 ms"))
   for j = 1, math.min(n, #rank) do
     local e = rank[j]
     print(string.format("    %-4d %-28s %-7s %9s %9s %10.2e %9d %8s", j, e.name, e.op,
-                        e.drop and string.format("%.2f", e.drop) or "-", db(e.sqnr_db), e.kl, e.params,
+                        e.drop and string.format("%.2f", e.drop) or e.gain_db and string.format("+%.2f dB", e.gain_db)
+                        or "-", db(e.sqnr_db), e.kl, e.params,
                         e.time and string.format("%.3f", e.time) or "-"))
   end
 end
@@ -106,10 +107,13 @@ for _, name in ipairs(names) do
       local qc = assert(qconfigs[pname], "unknown precision " .. pname)()
       print(string.format("\n-- %s at %s", name, pname))
       local o = {data = search, calib = calib(), qconfig = qc, quiet = quick, calib_batches = calib_batches}
-      o.metric, o.batches = "sqnr", 2
+      o.metric = "sqnr"
       local rs, is = qlab.sensitivity(fp32, o)
       print_rank("SQNR ranking", rs, is, 5)
-      o.metric, o.batches, o.calib, o.time = "top1", nil, calib(), false
+      o.mode, o.calib, o.time = "all_but_one", calib(), false
+      local ra, ia = qlab.sensitivity(fp32, o)
+      print_rank("SQNR ranking, all quantized but one (gain in dB when kept FP32)", ra, ia, 5)
+      o.metric, o.mode, o.calib = "top1", "single", calib()
       local rt, it = qlab.sensitivity(fp32, o)
       print_rank("top-1 ranking", rt, it, 5)
 
@@ -125,7 +129,7 @@ for _, name in ipairs(names) do
         m:free()
       end
       local mp = qlab.mixed_precision(fp32, {data = search, calib = calib(), qconfig = qc, budget = budget, k = k,
-                                             quiet = quick, latency_runs = quick and 10 or 30,
+                                             quiet = quick, latency_runs = quick and 10 or 30, rank = rs,
                                              calib_batches = calib_batches})
       print(string.format("  greedy search (budget %.2f points on %d images, levels %s): %d steps",
                           budget, search:samples(), table.concat(mp.levels, " > "), #mp.steps))
@@ -141,6 +145,7 @@ for _, name in ipairs(names) do
       mp.model:free()
       print_rows(rows)
       res.precisions[pname] = {sqnr_rank = rs, sqnr_info = is, top1_rank = rt, top1_info = it,
+                               all_but_one_rank = ra, all_but_one_info = ia,
                                table = rows, greedy = {steps = mp.steps, start = mp.start, precision = mp.precision,
                                                        levels = mp.levels, budget = budget}}
     end

@@ -92,13 +92,15 @@ local function fused_clone(model)
   return m
 end
 
--- Batches of data with the FP32 model's logits: {{x =, y =, ref =}, ...}
-local function cache_batches(fp, loader, nb)
-  local out, i = {}, 0
+-- Batches of data with the FP32 model's logits: {{x =, y =, ref =}, ...};
+-- at most nb batches (0 / nil: all), or as many as reach `images` images.
+local function cache_batches(fp, loader, nb, images)
+  local out, i, n = {}, 0, 0
   for x, y in loader:iter() do
     i = i + 1
-    if nb and nb > 0 and i > nb then break end
+    if (nb and nb > 0 and i > nb) or (images and n >= images) then break end
     out[#out + 1] = {x = x, y = y, ref = fp:forward(x)}
+    n = n + x:shape()[1]
   end
   if #out == 0 then error("the data loader gave no batch", 3) end
   return out
@@ -231,7 +233,7 @@ end
 -- sensitivity
 
 local sens_keys = {"data", "calib", "qconfig", "metric", "mode", "batches", "calib_batches", "ops",
-                   "recalibrate", "quiet", "time", "nodes", "shard"}
+                   "recalibrate", "quiet", "time", "nodes", "shard", "images"}
 
 function M.sensitivity(model, opts)
   if not is_model(model) then error("sensitivity: the first argument must be a model", 2) end
@@ -247,8 +249,8 @@ function M.sensitivity(model, opts)
   local line, done = progress(opts.quiet)
 
   local fp = fused_clone(model)
-  local nb = opts.batches or (metric == "sqnr" and 4 or 0)
-  local batches = cache_batches(fp, opts.data, nb)
+  local images = opts.images or (metric == "sqnr" and not opts.batches and 256 or nil)
+  local batches = cache_batches(fp, opts.data, opts.batches, images)
   local ctx = {fp = fp, calib = opts.calib or opts.data, calib_batches = opts.calib_batches,
                recalibrate = opts.recalibrate}
   ctx.ref = calibrated_reference(fp, qc, ctx.calib, ctx.calib_batches)
@@ -364,7 +366,7 @@ function M.qconfig_name(qc)
 end
 
 local mp_keys = {"data", "calib", "qconfig", "budget", "levels", "k", "batches", "calib_batches", "ops",
-                 "latency_runs", "max_steps", "quiet", "recalibrate", "sqnr_batches"}
+                 "latency_runs", "max_steps", "quiet", "recalibrate", "sqnr_images", "rank"}
 
 function M.mixed_precision(model, opts)
   if not is_model(model) then error("mixed_precision: the first argument must be a model", 2) end
@@ -447,61 +449,81 @@ function M.mixed_precision(model, opts)
                      cur_pt.top1, cur_pt.drop, budget))
   done()
 
-  -- noise of each node alone at each level (output error power, from SQNR):
-  -- the expected benefit of raising a node one level orders the candidates
-  local sq_batches = {}
-  for i = 1, math.min(#batches, opts.sqnr_batches or 2) do sq_batches[i] = batches[i] end
-  local noise
-  local function rank_levels()
-    noise = {}
-    local total = 0
-    for lv = start, top do if levels[lv].qc then total = total + #nodes end end
-    local done_n = 0
-    for _, n in ipairs(nodes) do
-      noise[n.name] = {}
-      for lv = start, top do
-        if levels[lv].qc == false then noise[n.name][lv] = 0
-        else
-          local m = build(ctx, {default = false, [n.name] = levels[lv].qc})
-          local s = measure(m, sq_batches).sqnr_db
-          m:free()
-          noise[n.name][lv] = (s == math.huge) and 0 or 10 ^ (-(s or 0) / 10)
-          done_n = done_n + 1
-          line(string.format("mixed precision: sensitivity [%d/%d] %-28s %-5s sqnr %s dB", done_n, total, n.name,
-                             levels[lv].name, fmt_db(s)))
-        end
-      end
+  -- noise of each node alone at a level: output error power relative to the
+  -- signal, 10^(-SQNR/10), on the first `sqnr_images` images; computed when
+  -- first needed (a given sensitivity ranking at the starting level is reused)
+  local sq_batches, nimg = {}, 0
+  for _, b in ipairs(batches) do
+    if nimg >= (opts.sqnr_images or 256) then break end
+    sq_batches[#sq_batches + 1] = b
+    nimg = nimg + b.x:shape()[1]
+  end
+  local noise = {}
+  for _, n in ipairs(nodes) do noise[n.name] = {} end
+  if opts.rank then
+    for _, e in ipairs(opts.rank) do
+      if noise[e.name] and e.sqnr_db then noise[e.name][start] = 10 ^ (-e.sqnr_db / 10) end
     end
-    done()
+  end
+  local computed = 0
+  local function noise_of(name, lv)
+    local v = noise[name][lv]
+    if v then return v end
+    if levels[lv].qc == false then v = 0
+    else
+      local m = build(ctx, {default = false, [name] = levels[lv].qc})
+      local s = measure(m, sq_batches).sqnr_db
+      m:free()
+      v = (s == math.huge) and 0 or 10 ^ (-(s or 0) / 10)
+      computed = computed + 1
+      line(string.format("mixed precision: sqnr of %-28s at %-5s %s dB (%d computed)", name, levels[lv].name,
+                         fmt_db(s), computed))
+    end
+    noise[name][lv] = v
+    return v
+  end
+
+  -- the k raises with the largest expected noise reduction noise(lv) - noise(lv + 1);
+  -- noise(lv) bounds it, so only the nodes that can still enter the top k are refined
+  local function candidates_now()
+    local c = {}
+    for _, n in ipairs(nodes) do
+      local lv = state[n.name]
+      if lv < top then c[#c + 1] = {name = n.name, from = lv, to = lv + 1, ub = noise_of(n.name, lv)} end
+    end
+    table.sort(c, function(a, b)
+      if a.ub ~= b.ub then return a.ub > b.ub end
+      return a.name < b.name
+    end)
+    local exact = {}
+    local function by_gain(a, b)
+      if a.gain ~= b.gain then return a.gain > b.gain end
+      return a.name < b.name
+    end
+    for _, x in ipairs(c) do
+      if #exact >= k and exact[k].gain >= x.ub then break end
+      x.gain = x.ub - noise_of(x.name, x.to)
+      exact[#exact + 1] = x
+      table.sort(exact, by_gain)
+    end
+    local out = {}
+    for i = 1, math.min(k, #exact) do out[i] = exact[i] end
+    return out
   end
 
   local max_steps = opts.max_steps or #nodes * (top - start)
   local step = 0
   while cur_pt.drop > budget and step < max_steps do
-    if not noise then rank_levels() end
-    -- candidates: the k raises with the largest expected noise reduction
-    local cands = {}
-    for _, n in ipairs(nodes) do
-      local lv = state[n.name]
-      if lv < top then
-        cands[#cands + 1] = {name = n.name, from = lv, to = lv + 1,
-                             gain = noise[n.name][lv] - noise[n.name][lv + 1]}
-      end
-    end
+    local cands = candidates_now()
     if #cands == 0 then break end
-    table.sort(cands, function(a, b)
-      if a.gain ~= b.gain then return a.gain > b.gain end
-      return a.name < b.name
-    end)
     local best, best_m, best_pt
-    for i = 1, math.min(k, #cands) do
-      local c = cands[i]
+    for i, c in ipairs(cands) do
       state[c.name] = c.to
       local m = build(ctx, map_of(state))
       state[c.name] = c.from
       local r = measure(m, batches)
       line(string.format("mixed precision: step %d candidate %d/%d %-28s %s -> %s top-1 %.2f", step + 1, i,
-                         math.min(k, #cands), c.name, levels[c.from].name, levels[c.to].name, r.top1))
+                         #cands, c.name, levels[c.from].name, levels[c.to].name, r.top1))
       -- the best top-1; on a tie (top-1 is coarse on a few thousand images) the closest logits
       if not best or r.top1 > best.top1 or (r.top1 == best.top1 and r.kl < best.r.kl) then
         if best_m then best_m:free() end

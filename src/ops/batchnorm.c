@@ -1,74 +1,21 @@
 /* BatchNorm2d on x viewed as (M,C), M = N*H*W (NHWC). Channels are handled in
- * blocks of up to CBLK, which covers every layer of our models in one block,
- * so each pass streams whole rows. Per-channel sums are vectorised over the
- * channels of a row: float partial sums over RBLK rows, added into double
- * sums per thread, and the threads' sums merged in thread order (the result
- * does not depend on timing). Training statistics take one pass over x:
- * sums of d = x - k and d^2 with k a per-channel shift sampled from x, so the
- * variance sum(d^2)/M - mean(d)^2 does not cancel (k is within a few
- * standard deviations of the mean). No allocation: block arrays are on the
- * stack. */
+ * blocks of up to QL_OPS_COLS (every layer of our models fits in one), so
+ * each pass streams whole rows, vectorised over the channels.
+ * Training forward reads x twice: once for the statistics, once for y. The
+ * statistics are the sums of d = x - k and d^2 (ql_ops_col_sums: float
+ * partial sums, then double), with k a per-channel shift sampled from x so
+ * that var = mean(d^2) - mean(d)^2 does not cancel. Backward reads x and dy
+ * once for sum(dy) and sum(dy (x - mean)), then once more for dx. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 #include "ops/ops_internal.h"
 
-#define CBLK 512
-#define RBLK 64
+#define CBLK QL_OPS_COLS
 
-// rows [r0, r1) of an (M, nb) block with row stride c; with dy == NULL
-// s1 += sum(x - k), s2 += sum((x - k)^2), else s1 += sum(dy), s2 += sum(dy (x - k))
-static void sums_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy,
-                      const float *k, double *s1, double *s2) {
-    float f1[CBLK], f2[CBLK];
-    for (int64_t i0 = r0; i0 < r1; i0 += RBLK) {
-        int64_t i1 = r1 - i0 < RBLK ? r1 : i0 + RBLK;
-        memset(f1, 0, sizeof(float) * nb);
-        memset(f2, 0, sizeof(float) * nb);
-        for (int64_t i = i0; i < i1; i++) {
-            const float *xr = x + i * c;
-            if (dy) {
-                const float *gr = dy + i * c;
-                #pragma omp simd
-                for (int j = 0; j < nb; j++) { f1[j] += gr[j]; f2[j] += gr[j] * (xr[j] - k[j]); }
-            } else {
-                #pragma omp simd
-                for (int j = 0; j < nb; j++) { float d = xr[j] - k[j]; f1[j] += d; f2[j] += d * d; }
-            }
-        }
-        #pragma omp simd
-        for (int j = 0; j < nb; j++) { s1[j] += f1[j]; s2[j] += f2[j]; }
-    }
-}
-
-// the sums of sums_rows over all M rows of channels [c0, c0+nb), overwriting s1, s2
-static void block_sums(int64_t m, int c, int c0, int nb, const float *x, const float *dy,
-                       const float *k, double *s1, double *s2) {
-    memset(s1, 0, sizeof(double) * nb);
-    memset(s2, 0, sizeof(double) * nb);
-    x += c0;
-    if (dy) dy += c0;
-    if (m <= RBLK || !ql_ops_parallel(m * nb, QL_OPS_PAR_WORK)) {
-        sums_rows(0, m, c, nb, x, dy, k, s1, s2);
-        return;
-    }
-    #pragma omp parallel
-    {
-        double p1[CBLK] = {0}, p2[CBLK] = {0};
-        int64_t lo, hi;
-        ql_ops_thread_range(m, RBLK, &lo, &hi);
-        sums_rows(lo, hi, c, nb, x, dy, k, p1, p2);
-        #pragma omp for ordered schedule(static, 1)
-        for (int t = 0; t < omp_get_num_threads(); t++) {
-            #pragma omp ordered
-            for (int j = 0; j < nb; j++) { s1[j] += p1[j]; s2[j] += p2[j]; }
-        }
-    }
-}
-
-// rows [r0, r1): y[:, c0:c0+nb] = x * scale + shift
-static void affine_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *scale,
-                        const float *shift, float *y) {
+// rows [r0, r1): y = x * scale + shift over nb channels, row stride c
+static inline __attribute__((always_inline)) void
+affine_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *scale,
+            const float *shift, float *y) {
     for (int64_t i = r0; i < r1; i++) {
         const float *xr = x + i * c;
         float *yr = y + i * c;
@@ -77,28 +24,70 @@ static void affine_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, c
     }
 }
 
+static void affine_generic(int64_t r0, int64_t r1, int c, int nb, const float *x,
+                           const float *scale, const float *shift, float *y) {
+    affine_rows(r0, r1, c, nb, x, scale, shift, y);
+}
+
+QL_OPS_AVX2 static void affine_avx2(int64_t r0, int64_t r1, int c, int nb, const float *x,
+                                    const float *scale, const float *shift, float *y) {
+    affine_rows(r0, r1, c, nb, x, scale, shift, y);
+}
+
+// y[:, c0:c0+nb] = x * scale + shift
 static void block_affine(int64_t m, int c, int c0, int nb, const float *x, const float *scale,
                          const float *shift, float *y) {
+    void (*rows)(int64_t, int64_t, int, int, const float *, const float *, const float *, float *) =
+        ql_ops_use_avx2() ? affine_avx2 : affine_generic;
     if (!ql_ops_parallel(m * nb, QL_OPS_PAR_ELEMS)) {
-        affine_rows(0, m, c, nb, x + c0, scale, shift, y + c0);
+        rows(0, m, c, nb, x + c0, scale, shift, y + c0);
         return;
     }
     #pragma omp parallel
     {
         int64_t lo, hi;
         ql_ops_thread_range(m, 16, &lo, &hi);
-        affine_rows(lo, hi, c, nb, x + c0, scale, shift, y + c0);
+        rows(lo, hi, c, nb, x + c0, scale, shift, y + c0);
     }
 }
 
-// rows [r0, r1): dx[:, c0:c0+nb] = a*dy + b*x + d
-static void bwd_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy,
-                     const float *a, const float *b, const float *d, float *dx) {
+// rows [r0, r1): dx = a*dy + b*x + d over nb channels, row stride c
+static inline __attribute__((always_inline)) void
+bwd_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy, const float *a,
+         const float *b, const float *d, float *dx) {
     for (int64_t i = r0; i < r1; i++) {
         const float *xr = x + i * c, *gr = dy + i * c;
         float *o = dx + i * c;
         #pragma omp simd
         for (int j = 0; j < nb; j++) o[j] = a[j] * gr[j] + b[j] * xr[j] + d[j];
+    }
+}
+
+static void bwd_generic(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy,
+                        const float *a, const float *b, const float *d, float *dx) {
+    bwd_rows(r0, r1, c, nb, x, dy, a, b, d, dx);
+}
+
+QL_OPS_AVX2 static void bwd_avx2(int64_t r0, int64_t r1, int c, int nb, const float *x,
+                                 const float *dy, const float *a, const float *b, const float *d,
+                                 float *dx) {
+    bwd_rows(r0, r1, c, nb, x, dy, a, b, d, dx);
+}
+
+// dx[:, c0:c0+nb] = a*dy + b*x + d
+static void block_bwd(int64_t m, int c, int c0, int nb, const float *x, const float *dy,
+                      const float *a, const float *b, const float *d, float *dx) {
+    void (*rows)(int64_t, int64_t, int, int, const float *, const float *, const float *,
+                 const float *, const float *, float *) = ql_ops_use_avx2() ? bwd_avx2 : bwd_generic;
+    if (!ql_ops_parallel(m * nb, QL_OPS_PAR_ELEMS)) {
+        rows(0, m, c, nb, x + c0, dy + c0, a, b, d, dx + c0);
+        return;
+    }
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(m, 16, &lo, &hi);
+        rows(lo, hi, c, nb, x + c0, dy + c0, a, b, d, dx + c0);
     }
 }
 
@@ -118,7 +107,7 @@ void ql_batchnorm_forward_eval(int64_t m, int c, const float *x, const float *ga
     }
 }
 
-// k (nb) = mean of up to 64 rows of x[:, c0:c0+nb] spread over M: the shift
+// k (nb) = mean of up to 64 rows of x[:, c0:c0+nb] spread over the M rows
 static void sample_shift(int64_t m, int c, int c0, int nb, const float *x, float *k) {
     double acc[CBLK] = {0};
     int64_t ns = m < 64 ? m : 64;
@@ -138,7 +127,7 @@ void ql_batchnorm_forward_train(int64_t m, int c, const float *x, const float *g
         double s1[CBLK], s2[CBLK];
         float k[CBLK], scale[CBLK], shift[CBLK];
         sample_shift(m, c, c0, nb, x, k);
-        block_sums(m, c, c0, nb, x, NULL, k, s1, s2);
+        ql_ops_col_sums(m, nb, c, x + c0, NULL, k, s1, s2);
         for (int j = 0; j < nb; j++) {
             double md = m ? s1[j] / m : 0.0, mean = k[j] + md;
             double v = m ? s2[j] / m - md * md : 0.0;
@@ -166,7 +155,7 @@ void ql_batchnorm_backward_train(int64_t m, int c, const float *x, const float *
     for (int c0 = 0; c0 < c; c0 += CBLK) {
         int nb = c - c0 < CBLK ? c - c0 : CBLK;
         double sdy[CBLK], sdyx[CBLK];
-        block_sums(m, c, c0, nb, x, dy, save_mean + c0, sdy, sdyx);
+        ql_ops_col_sums(m, nb, c, x + c0, dy + c0, save_mean + c0, sdy, sdyx);
         float a[CBLK], b[CBLK], d[CBLK];   // dx = a*dy + b*x + d
         for (int j = 0; j < nb; j++) {
             int k = c0 + j;
@@ -179,17 +168,7 @@ void ql_batchnorm_backward_train(int64_t m, int c, const float *x, const float *
             b[j] = (float)(-g * inv * mdyx);
             d[j] = (float)(g * inv * (-mdy + mean * mdyx));
         }
-        if (!dx) continue;
-        if (!ql_ops_parallel(m * nb, QL_OPS_PAR_ELEMS)) {
-            bwd_rows(0, m, c, nb, x + c0, dy + c0, a, b, d, dx + c0);
-            continue;
-        }
-        #pragma omp parallel
-        {
-            int64_t lo, hi;
-            ql_ops_thread_range(m, 16, &lo, &hi);
-            bwd_rows(lo, hi, c, nb, x + c0, dy + c0, a, b, d, dx + c0);
-        }
+        if (dx) block_bwd(m, c, c0, nb, x, dy, a, b, d, dx);
     }
 }
 
@@ -206,7 +185,7 @@ void ql_batchnorm_backward_eval(int64_t m, int c, const float *x, const float *g
             scale[j] = (gamma ? gamma[c0 + j] : 1.0f) * inv[j];
         }
         if (dgamma || dbeta) {
-            block_sums(m, c, c0, nb, x, dy, rmean + c0, sdy, sdyx);
+            ql_ops_col_sums(m, nb, c, x + c0, dy + c0, rmean + c0, sdy, sdyx);
             for (int j = 0; j < nb; j++) {
                 if (dbeta) dbeta[c0 + j] += (float)sdy[j];
                 if (dgamma) dgamma[c0 + j] += (float)(sdyx[j] * inv[j]);

@@ -14,7 +14,6 @@
  * ymm registers. Same operations in the same order per channel (no FMA:
  * -ffp-contract=off), so both give the same bits; ql_isa_active() picks. */
 #include <string.h>
-#include "qlab/cpu.h"
 #include "ops/ops_internal.h"
 
 #define CB 16   /* channels per register block */
@@ -287,8 +286,6 @@ static void run_range(dw_range_fn fn, const dw_args *p, int64_t n, int64_t align
     }
 }
 
-static int use_avx2(void) { return ql_isa_active() >= QL_ISA_AVX2; }
-
 // x (N,H,W,C), w (C,KH,KW,1), b (C) or NULL -> y (N,OH,OW,C)
 void ql_conv2d_dw_forward(const ql_conv2d_shape *s, const float *x, const float *w,
                           const float *b, float *y, float *ws) {
@@ -296,7 +293,7 @@ void ql_conv2d_dw_forward(const ql_conv2d_shape *s, const float *x, const float 
     transpose_w(s, w, wt);
     dw_args p = {s, x, wt, b, y};
     int64_t rows = (int64_t)s->n * s->oh, work = rows * s->ow * s->c * s->kh * s->kw;
-    run_range(use_avx2() ? fwd_rows_avx2 : fwd_rows_generic, &p, rows, 1, work);
+    run_range(ql_ops_use_avx2() ? fwd_rows_avx2 : fwd_rows_generic, &p, rows, 1, work);
 }
 
 void ql_conv2d_dw_backward(const ql_conv2d_shape *s, const float *x, const float *w,
@@ -304,7 +301,7 @@ void ql_conv2d_dw_backward(const ql_conv2d_shape *s, const float *x, const float
     const int C = s->c, kk = s->kh * s->kw;
     const int64_t work = (int64_t)s->n * s->oh * s->ow * C * kk;
     float *wt = ws, *dwt = ws + (int64_t)kk * C;
-    int avx = use_avx2();
+    int avx = ql_ops_use_avx2();
     if (db) ql_ops_colsum_add((int64_t)s->n * s->oh * s->ow, C, dy, C, db);
     if (dx) {   // dx (N,H,W,C) = gather of dy * w over the taps that read each input pixel
         transpose_w(s, w, wt);

@@ -20,6 +20,20 @@ void ql_ops_thread_range(int64_t n, int64_t align, int64_t *lo, int64_t *hi);
  * into functions with this attribute, picked when ql_isa_active() allows. */
 #define QL_OPS_AVX2 __attribute__((target("avx2")))
 
+/* ql_isa_active() >= QL_ISA_AVX2 */
+int ql_ops_use_avx2(void);
+
+/* Column sums over the M rows of x (M, n) with row stride ld, overwriting
+ * s1 and s2 (n doubles each):
+ *   k == NULL:             s1 = sum x              (s2 unused, may be NULL)
+ *   k != NULL, dy == NULL: s1 = sum (x - k),  s2 = sum (x - k)^2
+ *   k != NULL, dy != NULL: s1 = sum dy,       s2 = sum dy (x - k)  (dy: stride ld)
+ * Vectorised over columns: float partial sums over a few dozen rows, then
+ * double; threads split the rows and are merged in thread order, so the
+ * result does not depend on timing. */
+#define QL_OPS_COLS 512   /* columns per block (stack arrays) */
+void ql_ops_col_sums(int64_t m, int n, int64_t ld, const float *x, const float *dy, const float *k,
+                     double *s1, double *s2);
 /* out[j] += sum_i x[i*ldx + j], x (M, N) with row stride ldx; sums in double. */
 void ql_ops_colsum_add(int64_t m, int n, const float *x, int64_t ldx, float *out);
 /* y[i*ldy + j] += b[j] for an (M, N) block. */
