@@ -140,6 +140,9 @@ QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, c
     case 3: tile(3, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
     default: tile(4, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
     }
+    /* explicit: the tile's tail call skips the compiler's vzeroupper, and dirty
+     * upper ymm halves make every SSE instruction after us several times slower */
+    _mm256_zeroupper();
 }
 
 const ql_qgemm_impl ql_qgemm_impl_avx2 = {
