@@ -35,7 +35,7 @@ local test = qlab.data.fashion_mnist{split = "test"}
 -- top-1 sweeps and the search on its first 2,000 (1,000)
 local nval = quick and 2000 or 10000
 local val = test:subset(1, nval):loader{batch = 500}
-local search = test:subset(1, quick and 1000 or 2000):loader{batch = 500}
+local search = test:subset(1, quick and 1000 or 2000):loader{batch = 256}   -- SQNR: its first 256
 local calib_batches = quick and 32 or 100
 local function calib() return train:loader{batch = 32, shuffle = true, seed = 1, batches = calib_batches} end
 local runs = quick and 30 or 100

@@ -54,6 +54,13 @@ void      ql_qat_enable_fake_quant(ql_graph *g, int on);
  * their observers handed to the producers (a no-op on PTQ graphs). */
 ql_status ql_qat_lower(ql_graph *g);
 
+/* Fuses relu / relu6 into the conv2d / conv_bn / linear / add producing
+ * them (when that output feeds nothing else and want(producer) agrees; NULL
+ * = always); *nremoved = nodes removed. */
+ql_status ql_fuse_acts(ql_graph *g, int (*want)(const ql_node *producer), int *nremoved);
+/* Readers of node i's output, the graph output counting as one. */
+int ql_graph_consumers(const ql_graph *g, int i);
+
 /* Removes node j, giving its consumers `replacement` instead (graph.c). */
 ql_status ql_graph_remove(ql_graph *g, int j, int replacement);
 

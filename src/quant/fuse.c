@@ -7,8 +7,7 @@
 #include "qlab/quant.h"
 #include "graph/op.h"
 
-/* Number of nodes reading node i (counting the graph output as a reader). */
-static int consumers(const ql_graph *g, int i) {
+int ql_graph_consumers(const ql_graph *g, int i) {
     int c = g->output == i;
     for (int j = i + 1; j < g->nnodes; j++)
         for (int k = 0; k < g->nodes[j].ninputs; k++) c += g->nodes[j].inputs[k] == i;
@@ -55,27 +54,38 @@ ql_status ql_fuse(ql_graph *g, int *nfused) {
         if (bn->op != QL_OP_BATCHNORM2D) continue;
         int i = bn->inputs[0];
         ql_node *conv = &g->nodes[i];
-        if (conv->op != QL_OP_CONV2D || conv->a.act || consumers(g, i) != 1 || conv->obs || bn->obs) continue;
+        if (conv->op != QL_OP_CONV2D || conv->a.act || ql_graph_consumers(g, i) != 1 || conv->obs || bn->obs) continue;
         QL_TRY(fold_bn(conv, bn));
         QL_TRY(ql_graph_remove(g, j, i));
         removed++;
         j--;
     }
-    /* (conv | linear | add) + relu / relu6 */
+    int acts = 0;
+    QL_TRY(ql_fuse_acts(g, NULL, &acts));
+    removed += acts;
+    if (removed) { ql_graph_release(g); g->version++; }
+    if (nfused) *nfused = removed;
+    return QL_OK;
+}
+
+static int act_target(ql_op_type op) {
+    return op == QL_OP_CONV2D || op == QL_OP_CONV_BN || op == QL_OP_LINEAR || op == QL_OP_ADD;
+}
+
+ql_status ql_fuse_acts(ql_graph *g, int (*want)(const ql_node *producer), int *nremoved) {
+    int removed = 0;
     for (int j = 1; j < g->nnodes; j++) {
         ql_node *r = &g->nodes[j];
         if (r->op != QL_OP_RELU && r->op != QL_OP_RELU6) continue;
         int i = r->inputs[0];
         ql_node *p = &g->nodes[i];
-        if ((p->op != QL_OP_CONV2D && p->op != QL_OP_LINEAR && p->op != QL_OP_ADD) || p->a.act ||
-            consumers(g, i) != 1 || p->obs || r->obs)
+        if (!act_target(p->op) || p->a.act || ql_graph_consumers(g, i) != 1 || p->obs || r->obs || (want && !want(p)))
             continue;
         p->a.act = r->op == QL_OP_RELU ? QL_ACT_RELU : QL_ACT_RELU6;
         QL_TRY(ql_graph_remove(g, j, i));
         removed++;
         j--;
     }
-    if (removed) { ql_graph_release(g); g->version++; }
-    if (nfused) *nfused = removed;
+    *nremoved = removed;
     return QL_OK;
 }

@@ -14,13 +14,6 @@
 static int planned(const ql_node *n) { return n->plan.mode == QL_QMODE_INT8 && ql_quant_supported(n->op); }
 static int weighted(ql_op_type op) { return op == QL_OP_CONV2D || op == QL_OP_LINEAR || op == QL_OP_CONV_BN; }
 
-static int consumers(const ql_graph *g, int i) {
-    int c = g->output == i;
-    for (int j = i + 1; j < g->nnodes; j++)
-        for (int k = 0; k < g->nodes[j].ninputs; k++) c += g->nodes[j].inputs[k] == i;
-    return c;
-}
-
 /* conv -> bn becomes one conv_bn node (in place), keeping the conv's name. */
 static ql_status absorb_bn(ql_graph *g, int i, int j) {
     ql_node *conv = &g->nodes[i], *bn = &g->nodes[j];
@@ -36,28 +29,20 @@ static ql_status absorb_bn(ql_graph *g, int i, int j) {
     return ql_graph_remove(g, j, i);
 }
 
+static int qat_act_target(const ql_node *p) { return planned(p) || p->op == QL_OP_CONV_BN; }
+
 static ql_status fuse_for_qat(ql_graph *g) {
     for (int j = 1; j < g->nnodes; j++) {
         ql_node *bn = &g->nodes[j];
         int i = bn->inputs[0];
         if (bn->op != QL_OP_BATCHNORM2D || g->nodes[i].op != QL_OP_CONV2D || !planned(&g->nodes[i]) ||
-            g->nodes[i].a.act || consumers(g, i) != 1)
+            g->nodes[i].a.act || ql_graph_consumers(g, i) != 1)
             continue;
         QL_TRY(absorb_bn(g, i, j));
         j--;
     }
-    for (int j = 1; j < g->nnodes; j++) {
-        ql_node *r = &g->nodes[j];
-        if (r->op != QL_OP_RELU && r->op != QL_OP_RELU6) continue;
-        int i = r->inputs[0];
-        ql_node *p = &g->nodes[i];
-        int ok = p->op == QL_OP_CONV2D || p->op == QL_OP_CONV_BN || p->op == QL_OP_LINEAR || p->op == QL_OP_ADD;
-        if (!ok || !(planned(p) || p->op == QL_OP_CONV_BN) || p->a.act || consumers(g, i) != 1) continue;
-        p->a.act = r->op == QL_OP_RELU ? QL_ACT_RELU : QL_ACT_RELU6;
-        QL_TRY(ql_graph_remove(g, j, i));
-        j--;
-    }
-    return QL_OK;
+    int n;
+    return ql_fuse_acts(g, qat_act_target, &n);
 }
 
 /* Copies node s (of another graph) into d, given d's inputs; returns the index. */
