@@ -13,9 +13,8 @@
 #define CBLK QL_OPS_COLS
 
 // rows [r0, r1): y = x * scale + shift over nb channels, row stride c
-static inline __attribute__((always_inline)) void
-affine_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *scale,
-            const float *shift, float *y) {
+QL_OPS_INLINE void affine_rows(int64_t r0, int64_t r1, int c, int nb, const float *x,
+                               const float *scale, const float *shift, float *y) {
     for (int64_t i = r0; i < r1; i++) {
         const float *xr = x + i * c;
         float *yr = y + i * c;
@@ -52,9 +51,8 @@ static void block_affine(int64_t m, int c, int c0, int nb, const float *x, const
 }
 
 // rows [r0, r1): dx = a*dy + b*x + d over nb channels, row stride c
-static inline __attribute__((always_inline)) void
-bwd_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy, const float *a,
-         const float *b, const float *d, float *dx) {
+QL_OPS_INLINE void bwd_rows(int64_t r0, int64_t r1, int c, int nb, const float *x, const float *dy,
+                            const float *a, const float *b, const float *d, float *dx) {
     for (int64_t i = r0; i < r1; i++) {
         const float *xr = x + i * c, *gr = dy + i * c;
         float *o = dx + i * c;

@@ -64,13 +64,12 @@ size_t ql_conv2d_workspace(const ql_conv2d_shape *s) {
     return (size_t)(chunk_rows(s) * kgroup(s));
 }
 
-// x (N,H,W,C), group g, rows [r0, r0+nr) -> cols (nr, KH*KW*Cg)
-static void im2col(const ql_conv2d_shape *s, const float *x, int g, int64_t r0, int64_t nr,
-                   float *cols) {
+// x (N,H,W,C), group g, rows r0 + [i0, i1) -> cols rows [i0, i1) of (nr, KH*KW*Cg)
+static void im2col_rows(const ql_conv2d_shape *s, const float *x, int g, int64_t r0, int64_t i0,
+                        int64_t i1, float *cols) {
     const int cg = s->c / s->groups;
     const int64_t kg = kgroup(s);
-    #pragma omp parallel for schedule(static) if (nr * kg > (1 << 15))
-    for (int64_t i = 0; i < nr; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         int64_t r = r0 + i;
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh);
         int64_t n = r / ((int64_t)s->ow * s->oh);
@@ -93,16 +92,26 @@ static void im2col(const ql_conv2d_shape *s, const float *x, int g, int64_t r0, 
     }
 }
 
-// dx (N,H,W,C) group g += scatter of dcols (nr, KH*KW*Cg) for rows [r0, r0+nr).
-// Written as a gather over input pixels so threads never write the same place.
-static void col2im_add(const ql_conv2d_shape *s, const float *dcols, int g, int64_t r0,
-                       int64_t nr, float *dx) {
+// x (N,H,W,C), group g, rows [r0, r0+nr) -> cols (nr, KH*KW*Cg)
+static void im2col(const ql_conv2d_shape *s, const float *x, int g, int64_t r0, int64_t nr,
+                   float *cols) {
+    if (!ql_ops_parallel(nr * kgroup(s), QL_OPS_PAR_WORK)) { im2col_rows(s, x, g, r0, 0, nr, cols); return; }
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(nr, 1, &lo, &hi);
+        im2col_rows(s, x, g, r0, lo, hi, cols);
+    }
+}
+
+// dx (N,H,W,C) group g += scatter of dcols (nr, KH*KW*Cg) for rows [r0, r0+nr),
+// input rows (n_lo + t / H, t % H) for tasks t in [t0, t1). Written as a gather
+// over input pixels so threads never write the same place.
+static void col2im_add_tasks(const ql_conv2d_shape *s, const float *dcols, int g, int64_t r0,
+                             int64_t nr, int64_t t0, int64_t t1, float *dx) {
     const int cg = s->c / s->groups;
-    const int64_t kg = kgroup(s), ohw = (int64_t)s->oh * s->ow, r1 = r0 + nr;
-    const int64_t n_lo = r0 / ohw, n_hi = (r1 - 1) / ohw;
-    const int64_t tasks = (n_hi - n_lo + 1) * s->h;
-    #pragma omp parallel for schedule(static) if (nr * kg > (1 << 15))
-    for (int64_t task = 0; task < tasks; task++) {
+    const int64_t kg = kgroup(s), ohw = (int64_t)s->oh * s->ow, r1 = r0 + nr, n_lo = r0 / ohw;
+    for (int64_t task = t0; task < t1; task++) {
         int64_t n = n_lo + task / s->h;
         int ih = (int)(task % s->h);
         // output rows of image n covered by this chunk -> useful input rows
@@ -125,10 +134,27 @@ static void col2im_add(const ql_conv2d_shape *s, const float *dcols, int g, int6
                     int64_t r = (n * s->oh + th / s->sh) * s->ow + tw / s->sw;
                     if (r < r0 || r >= r1) continue;
                     const float *src = dcols + (r - r0) * kg + (int64_t)(ki * s->kw + kj) * cg;
+                    #pragma omp simd
                     for (int c = 0; c < cg; c++) d[c] += src[c];
                 }
             }
         }
+    }
+}
+
+static void col2im_add(const ql_conv2d_shape *s, const float *dcols, int g, int64_t r0,
+                       int64_t nr, float *dx) {
+    const int64_t ohw = (int64_t)s->oh * s->ow, r1 = r0 + nr;
+    const int64_t tasks = ((r1 - 1) / ohw - r0 / ohw + 1) * s->h;
+    if (!ql_ops_parallel(nr * kgroup(s), QL_OPS_PAR_WORK)) {
+        col2im_add_tasks(s, dcols, g, r0, nr, 0, tasks, dx);
+        return;
+    }
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(tasks, 1, &lo, &hi);
+        col2im_add_tasks(s, dcols, g, r0, nr, lo, hi, dx);
     }
 }
 

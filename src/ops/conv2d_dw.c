@@ -3,16 +3,16 @@
  * (KH,KW,C) in the workspace so it is contiguous along C too.
  *
  * Forward and input-gradient are the same gather: each output vector is
- * init + sum over a list of taps of a[.] * b[.] (x and w, or dy and w), the
- * taps in (ki, kj) order, accumulated in registers over blocks of CB
- * channels. The weight gradient sums dy * x along each row of output pixels
+ * init + sum of a * b (x and w, or dy and w) over the pixel's taps, which
+ * form a grid (the kernel rows and columns that land inside the image, or
+ * for dy those that divide by the stride), taken in (ki, kj) order and
+ * accumulated in registers over blocks of CB channels; full 3x3 grids are
+ * unrolled. The weight gradient sums dy * x along each row of output pixels
  * per tap, threads owning disjoint channel ranges (no partial buffers, and
  * the result does not depend on the thread count).
  *
- * The row kernels are written once and compiled twice: as they are, and
- * inside QL_OPS_AVX2 functions where the CB-channel accumulators live in two
- * ymm registers. Same operations in the same order per channel (no FMA:
- * -ffp-contract=off), so both give the same bits; ql_isa_active() picks. */
+ * The row kernels have AVX2 twins (ops_internal.h), in which the CB-channel
+ * accumulators live in two ymm registers. */
 #include <string.h>
 #include "ops/ops_internal.h"
 
@@ -34,9 +34,9 @@ typedef struct {
 } tap_grid;
 
 // out (C) = init (or 0) + sum over the taps, in (r, q) order, of a * b
-static inline __attribute__((always_inline)) void
-taps_dot(int C, const tap_grid *t, const float *init, float *out) {
+QL_OPS_INLINE void taps_dot(int C, const tap_grid *t, const float *init, float *out) {
     const int64_t as = t->as, bs = t->bs;
+    const int nr = t->nr, nq = t->nq;
     int c = 0;
     for (; c + CB <= C; c += CB) {
         float acc[CB];
@@ -47,9 +47,9 @@ taps_dot(int C, const tap_grid *t, const float *init, float *out) {
             #pragma omp simd
             for (int j = 0; j < CB; j++) acc[j] = 0.0f;
         }
-        for (int r = 0; r < t->nr; r++) {
+        for (int r = 0; r < nr; r++) {
             const float *a0 = t->a[r] + t->ao + c, *b0 = t->b[r] + t->bo + c;
-            for (int q = 0; q < t->nq; q++, a0 += as, b0 += bs) {
+            for (int q = 0; q < nq; q++, a0 += as, b0 += bs) {
                 #pragma omp simd
                 for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
             }
@@ -67,10 +67,9 @@ taps_dot(int C, const tap_grid *t, const float *init, float *out) {
 
 // the same for a full 3x3 grid (the interior of 3x3 convs): rows a0..a2, b0..b2
 // already offset to column 0, column strides as and bs
-static inline __attribute__((always_inline)) void
-taps_dot_3x3(int C, const float *a0, const float *a1, const float *a2, int64_t as,
-             const float *b0, const float *b1, const float *b2, int64_t bs, const float *init,
-             float *out) {
+QL_OPS_INLINE void taps_dot_3x3(int C, const float *a0, const float *a1, const float *a2,
+                                int64_t as, const float *b0, const float *b1, const float *b2,
+                                int64_t bs, const float *init, float *out) {
     const int64_t as2 = 2 * as, bs2 = 2 * bs;
     int c = 0;
     for (; c + CB <= C; c += CB, a0 += CB, a1 += CB, a2 += CB, b0 += CB, b1 += CB, b2 += CB) {
@@ -119,9 +118,8 @@ taps_dot_3x3(int C, const float *a0, const float *a1, const float *a2, int64_t a
 }
 
 // output row (n, oh): y (OW,C) = b + sum over the taps inside the image of x * wt
-static inline __attribute__((always_inline)) void
-fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt, const float *b, int64_t n,
-        int oh, float *y) {
+QL_OPS_INLINE void fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt,
+                           const float *b, int64_t n, int oh, float *y) {
     const int C = s->c, dw = s->dw;
     const float *xr[s->kh], *wr[s->kh];
     tap_grid t = {0, 0, xr, wr, 0, (int64_t)dw * C, 0, C};
@@ -148,9 +146,8 @@ fwd_row(const ql_conv2d_shape *s, const float *x, const float *wt, const float *
 }
 
 // input row (n, ih): dx (W,C) = sum over the output pixels that read it of dy * wt
-static inline __attribute__((always_inline)) void
-bwd_input_row(const ql_conv2d_shape *s, const float *dy, const float *wt, int64_t n, int ih,
-              float *dx) {
+QL_OPS_INLINE void bwd_input_row(const ql_conv2d_shape *s, const float *dy, const float *wt,
+                                 int64_t n, int ih, float *dx) {
     const int C = s->c;
     const float *gr[s->kh], *wr[s->kh];
     tap_grid t = {0, 0, gr, wr, 0, 0, 0, 0};
@@ -189,9 +186,8 @@ bwd_input_row(const ql_conv2d_shape *s, const float *dy, const float *wt, int64_
 }
 
 // dwt (KH*KW, C) channels [c0, c1) += sum over output row (n, oh) of dy * x, per tap
-static inline __attribute__((always_inline)) void
-bwd_weight_row(const ql_conv2d_shape *s, const float *x, const float *dy, int64_t n, int oh,
-               int c0, int c1, float *dwt) {
+QL_OPS_INLINE void bwd_weight_row(const ql_conv2d_shape *s, const float *x, const float *dy,
+                                  int64_t n, int oh, int c0, int c1, float *dwt) {
     const int C = s->c;
     const float *g = dy + (n * s->oh + oh) * s->ow * C;
     for (int ki = 0; ki < s->kh; ki++) {

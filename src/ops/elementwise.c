@@ -1,34 +1,55 @@
 /* Elementwise add and the reshapes between conv and linear/LSTM layers. */
 #include <string.h>
-#include "qlab/ops.h"
+#include "ops/ops_internal.h"
 
-void ql_add_forward(int64_t n, const float *a, const float *b, float *y) {
-    #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+static void add(int64_t n, const float *a, const float *b, float *y) {
+    #pragma omp simd
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+// a (n) + b (n) -> y (n); y may be a or b
+void ql_add_forward(int64_t n, const float *a, const float *b, float *y) {
+    if (!ql_ops_parallel(n, QL_OPS_PAR_ELEMS)) { add(n, a, b, y); return; }
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(n, 16, &lo, &hi);
+        add(hi - lo, a + lo, b + lo, y + lo);
+    }
+}
+
+// x (H,W,C) -> y (C*H*W) of one image: y[(c*H + h)*W + w] = x[h][w][c]
+static void flatten_image(int64_t hw, int c, const float *x, float *y) {
+    for (int64_t p = 0; p < hw; p++)
+        for (int ch = 0; ch < c; ch++) y[ch * hw + p] = x[p * c + ch];
+}
+
+// the inverse: dy (C*H*W) -> dx (H,W,C)
+static void unflatten_image(int64_t hw, int c, const float *dy, float *dx) {
+    for (int64_t p = 0; p < hw; p++)
+        for (int ch = 0; ch < c; ch++) dx[p * c + ch] = dy[ch * hw + p];
 }
 
 // x (N,H,W,C) -> y (N, C*H*W) with y[n][(c*H + h)*W + w] = x[n][h][w][c]
 void ql_flatten_nchw_forward(int n, int h, int w, int c, const float *x, float *y) {
     const int64_t hw = (int64_t)h * w, per = hw * c;
-    #pragma omp parallel for schedule(static) if ((int64_t)n * per > (1 << 16))
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + i * per;
-        float *yi = y + i * per;
-        for (int64_t p = 0; p < hw; p++)
-            for (int ch = 0; ch < c; ch++) yi[ch * hw + p] = xi[p * c + ch];
+    if (n < 2 || !ql_ops_parallel(n * per, QL_OPS_PAR_ELEMS)) {
+        for (int64_t i = 0; i < n; i++) flatten_image(hw, c, x + i * per, y + i * per);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) flatten_image(hw, c, x + i * per, y + i * per);
 }
 
 // dy (N, C*H*W) in NCHW order -> dx (N,H,W,C)
 void ql_flatten_nchw_backward(int n, int h, int w, int c, const float *dy, float *dx) {
     const int64_t hw = (int64_t)h * w, per = hw * c;
-    #pragma omp parallel for schedule(static) if ((int64_t)n * per > (1 << 16))
-    for (int i = 0; i < n; i++) {
-        const float *gi = dy + i * per;
-        float *di = dx + i * per;
-        for (int64_t p = 0; p < hw; p++)
-            for (int ch = 0; ch < c; ch++) di[p * c + ch] = gi[ch * hw + p];
+    if (n < 2 || !ql_ops_parallel(n * per, QL_OPS_PAR_ELEMS)) {
+        for (int64_t i = 0; i < n; i++) unflatten_image(hw, c, dy + i * per, dx + i * per);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) unflatten_image(hw, c, dy + i * per, dx + i * per);
 }
 
 // x (N,T,H) -> y (N,H) = x[:, T-1, :]

@@ -5,21 +5,27 @@
  * valid). With no valid row the loss is 0 and dlogits is all zero. */
 #include <math.h>
 #include <string.h>
-#include "qlab/ops.h"
+#include "ops/ops_internal.h"
+
+// x (K) -> y (K) of one row
+static void softmax_row(int k, const float *x, float *y) {
+    float mx = x[0];
+    for (int j = 1; j < k; j++) mx = x[j] > mx ? x[j] : mx;
+    double sum = 0;
+    for (int j = 0; j < k; j++) { y[j] = expf(x[j] - mx); sum += y[j]; }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < k; j++) y[j] *= inv;
+}
 
 // x (N,K) -> y (N,K), rows sum to 1
 void ql_softmax(int64_t n, int k, const float *x, float *y) {
     if (k <= 0) return;
-    #pragma omp parallel for schedule(static) if (n * (int64_t)k > (1 << 15))
-    for (int64_t i = 0; i < n; i++) {
-        const float *xi = x + i * k;
-        float *yi = y + i * k, mx = xi[0];
-        for (int j = 1; j < k; j++) mx = xi[j] > mx ? xi[j] : mx;
-        double sum = 0;
-        for (int j = 0; j < k; j++) { yi[j] = expf(xi[j] - mx); sum += yi[j]; }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < k; j++) yi[j] *= inv;
+    if (n < 2 || !ql_ops_parallel(n * (int64_t)k, QL_OPS_PAR_WORK)) {
+        for (int64_t i = 0; i < n; i++) softmax_row(k, x + i * k, y + i * k);
+        return;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) softmax_row(k, x + i * k, y + i * k);
 }
 
 // logits (N,K), labels (N) -> mean loss; dlogits (N,K) or NULL

@@ -16,11 +16,16 @@ int ql_ops_parallel(int64_t work, int64_t min_work);
  * at multiples of align (16 floats = one cache line, no false sharing). */
 void ql_ops_thread_range(int64_t n, int64_t align, int64_t *lo, int64_t *hi);
 
-/* Fast paths compiled for AVX2 (see conv2d_dw.c): the same C loops inlined
- * into functions with this attribute, picked when ql_isa_active() allows. */
+/* AVX2 twins. A hot loop is written once, in plain C with `omp simd`, as a
+ * QL_OPS_INLINE function, and wrapped twice: by a plain function (the
+ * baseline x86-64 ISA) and by a QL_OPS_AVX2 one, in which the same loops are
+ * compiled to 8-wide vectors. Kernels call the AVX2 twin when
+ * ql_ops_use_avx2() (ql_isa_active() >= QL_ISA_AVX2, so QLAB_ISA=scalar
+ * forces the baseline). Same operations in the same order per element, no
+ * FMA (-ffp-contract=off): both twins give the same bits, and the tests check
+ * both against the references. */
+#define QL_OPS_INLINE static inline __attribute__((always_inline))
 #define QL_OPS_AVX2 __attribute__((target("avx2")))
-
-/* ql_isa_active() >= QL_ISA_AVX2 */
 int ql_ops_use_avx2(void);
 
 /* Column sums over the M rows of x (M, n) with row stride ld, overwriting

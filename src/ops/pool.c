@@ -34,56 +34,80 @@ ql_status ql_pool2d_shape_init(ql_pool2d_shape *s) {
     return QL_OK;
 }
 
-// one output row (n, oh): y (OW,C), argmax (OW,C) or NULL. Each window is
-// folded into y one input pixel at a time, vectorised over the C channels.
-static void maxpool_row(const ql_pool2d_shape *s, const float *x, int64_t n, int oh, float *y,
-                        int32_t *argmax) {
+// output rows t in [t0, t1), t = n*OH + oh: y (OW,C) and argmax (OW,C) or NULL
+// of each. Each window is folded into y one input pixel at a time,
+// vectorised over the C channels.
+QL_OPS_INLINE void maxpool_rows(const ql_pool2d_shape *s, const float *x, int64_t t0, int64_t t1,
+                                float *y, int32_t *argmax) {
     const int C = s->c;
-    int h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
-    if (h0 < 0) h0 = 0;
-    if (h1 > s->h) h1 = s->h;
-    for (int ow = 0; ow < s->ow; ow++) {
-        int w0 = ow * s->sw - s->pw, w1 = w0 + s->kw;
-        if (w0 < 0) w0 = 0;
-        if (w1 > s->w) w1 = s->w;
-        float *yo = y + (int64_t)ow * C;
-        int32_t *ao = argmax ? argmax + (int64_t)ow * C : NULL;
-        for (int c = 0; c < C; c++) yo[c] = -INFINITY;
-        if (ao) for (int c = 0; c < C; c++) ao[c] = h0 * s->w + w0;
-        for (int ih = h0; ih < h1; ih++)
-            for (int iw = w0; iw < w1; iw++) {
-                const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                const int32_t idx = ih * s->w + iw;
-                if (ao) {
-                    #pragma omp simd
-                    for (int c = 0; c < C; c++) {
-                        float v = xp[c], m = yo[c];
-                        int take = v > m || v != v;   // NaN wins, as in PyTorch
-                        yo[c] = take ? v : m;
-                        ao[c] = take ? idx : ao[c];
-                    }
-                } else {
-                    #pragma omp simd
-                    for (int c = 0; c < C; c++) {
-                        float v = xp[c], m = yo[c];
-                        yo[c] = v > m || v != v ? v : m;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / s->oh;
+        int oh = (int)(t % s->oh), h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
+        if (h0 < 0) h0 = 0;
+        if (h1 > s->h) h1 = s->h;
+        for (int ow = 0; ow < s->ow; ow++) {
+            int w0 = ow * s->sw - s->pw, w1 = w0 + s->kw;
+            if (w0 < 0) w0 = 0;
+            if (w1 > s->w) w1 = s->w;
+            int64_t o = (t * s->ow + ow) * C;
+            float *yo = y + o;
+            int32_t *ao = argmax ? argmax + o : NULL;
+            const int32_t idx0 = h0 * s->w + w0;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) yo[c] = -INFINITY;
+            if (ao) {
+                #pragma omp simd
+                for (int c = 0; c < C; c++) ao[c] = idx0;
+            }
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++) {
+                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                    const int32_t idx = ih * s->w + iw;
+                    if (ao) {
+                        #pragma omp simd
+                        for (int c = 0; c < C; c++) {
+                            float v = xp[c], m = yo[c];
+                            int take = v > m || v != v;   // NaN wins, as in PyTorch
+                            yo[c] = take ? v : m;
+                            ao[c] = take ? idx : ao[c];
+                        }
+                    } else {
+                        #pragma omp simd
+                        for (int c = 0; c < C; c++) {
+                            float v = xp[c], m = yo[c];
+                            yo[c] = v > m || v != v ? v : m;
+                        }
                     }
                 }
-            }
+        }
     }
+}
+
+static void maxpool_rows_generic(const ql_pool2d_shape *s, const float *x, int64_t t0, int64_t t1,
+                                 float *y, int32_t *argmax) {
+    maxpool_rows(s, x, t0, t1, y, argmax);
+}
+
+QL_OPS_AVX2 static void maxpool_rows_avx2(const ql_pool2d_shape *s, const float *x, int64_t t0,
+                                          int64_t t1, float *y, int32_t *argmax) {
+    maxpool_rows(s, x, t0, t1, y, argmax);
 }
 
 // x (N,H,W,C) -> y (N,OH,OW,C); argmax = ih*W+iw of the max (NaN wins, as in PyTorch)
 void ql_maxpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
-    const int64_t tasks = (int64_t)s->n * s->oh, row = (int64_t)s->ow * s->c;
-    if (!ql_ops_parallel(tasks * row * s->kh * s->kw, QL_OPS_PAR_WORK) || tasks < 2) {
-        for (int64_t t = 0; t < tasks; t++)
-            maxpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row, argmax ? argmax + t * row : NULL);
+    void (*rows)(const ql_pool2d_shape *, const float *, int64_t, int64_t, float *, int32_t *) =
+        ql_ops_use_avx2() ? maxpool_rows_avx2 : maxpool_rows_generic;
+    const int64_t tasks = (int64_t)s->n * s->oh;
+    if (tasks < 2 || !ql_ops_parallel(tasks * s->ow * s->c * s->kh * s->kw, QL_OPS_PAR_WORK)) {
+        rows(s, x, 0, tasks, y, argmax);
         return;
     }
-    #pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < tasks; t++)
-        maxpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row, argmax ? argmax + t * row : NULL);
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(tasks, 1, &lo, &hi);
+        rows(s, x, lo, hi, y, argmax);
+    }
 }
 
 // dx (N,H,W,C) = scatter-add of dy at argmax; images are independent
@@ -122,37 +146,59 @@ static int window(int o, int st, int pad, int k, int in, int *lo, int *hi) {
     return size;
 }
 
-// one output row (n, oh): y (OW,C) = window sums (in window order) times 1/count
-static void avgpool_row(const ql_pool2d_shape *s, const float *x, int64_t n, int oh, float *y) {
+// output rows t in [t0, t1), t = n*OH + oh: y (OW,C) = window sums (in window
+// order) times 1/count
+QL_OPS_INLINE void avgpool_rows(const ql_pool2d_shape *s, const float *x, int64_t t0, int64_t t1,
+                                float *y) {
     const int C = s->c;
-    int h0, h1, w0, w1;
-    int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
-    for (int ow = 0; ow < s->ow; ow++) {
-        int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
-        int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
-        float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
-        float *yo = y + (int64_t)ow * C;
-        memset(yo, 0, sizeof(float) * C);
-        for (int ih = h0; ih < h1; ih++)
-            for (int iw = w0; iw < w1; iw++) {
-                const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
-                #pragma omp simd
-                for (int c = 0; c < C; c++) yo[c] += xp[c];
-            }
-        #pragma omp simd
-        for (int c = 0; c < C; c++) yo[c] *= inv;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / s->oh;
+        int oh = (int)(t % s->oh), h0, h1, w0, w1;
+        int sz_h = window(oh, s->sh, s->ph, s->kh, s->h, &h0, &h1);
+        for (int ow = 0; ow < s->ow; ow++) {
+            int sz_w = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
+            int cnt = s->count_include_pad ? sz_h * sz_w : (h1 - h0) * (w1 - w0);
+            float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+            float *yo = y + (t * s->ow + ow) * C;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) yo[c] = 0.0f;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++) {
+                    const float *xp = x + ((n * s->h + ih) * s->w + iw) * C;
+                    #pragma omp simd
+                    for (int c = 0; c < C; c++) yo[c] += xp[c];
+                }
+            #pragma omp simd
+            for (int c = 0; c < C; c++) yo[c] *= inv;
+        }
     }
+}
+
+static void avgpool_rows_generic(const ql_pool2d_shape *s, const float *x, int64_t t0, int64_t t1,
+                                 float *y) {
+    avgpool_rows(s, x, t0, t1, y);
+}
+
+QL_OPS_AVX2 static void avgpool_rows_avx2(const ql_pool2d_shape *s, const float *x, int64_t t0,
+                                          int64_t t1, float *y) {
+    avgpool_rows(s, x, t0, t1, y);
 }
 
 // x (N,H,W,C) -> y (N,OH,OW,C)
 void ql_avgpool2d_forward(const ql_pool2d_shape *s, const float *x, float *y) {
-    const int64_t tasks = (int64_t)s->n * s->oh, row = (int64_t)s->ow * s->c;
-    if (!ql_ops_parallel(tasks * row * s->kh * s->kw, QL_OPS_PAR_WORK) || tasks < 2) {
-        for (int64_t t = 0; t < tasks; t++) avgpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row);
+    void (*rows)(const ql_pool2d_shape *, const float *, int64_t, int64_t, float *) =
+        ql_ops_use_avx2() ? avgpool_rows_avx2 : avgpool_rows_generic;
+    const int64_t tasks = (int64_t)s->n * s->oh;
+    if (tasks < 2 || !ql_ops_parallel(tasks * s->ow * s->c * s->kh * s->kw, QL_OPS_PAR_WORK)) {
+        rows(s, x, 0, tasks, y);
         return;
     }
-    #pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < tasks; t++) avgpool_row(s, x, t / s->oh, (int)(t % s->oh), y + t * row);
+    #pragma omp parallel
+    {
+        int64_t lo, hi;
+        ql_ops_thread_range(tasks, 1, &lo, &hi);
+        rows(s, x, lo, hi, y);
+    }
 }
 
 // dx (H,W,C) of one image = each dy (OH,OW,C) spread evenly over its window

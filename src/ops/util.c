@@ -24,9 +24,8 @@ int ql_ops_use_avx2(void) { return ql_isa_active() >= QL_ISA_AVX2; }
 /* Column sums (see ops_internal.h) over rows [r0, r1), added into s1, s2.
  * Rows are streamed in order (what the hardware prefetchers follow best),
  * two at a time, into float sums of SUM_ROWS rows kept in L1. */
-static inline __attribute__((always_inline)) void
-col_sums_rows(int64_t r0, int64_t r1, int n, int64_t ld, const float *x, const float *dy,
-              const float *k, double *s1, double *s2) {
+QL_OPS_INLINE void col_sums_rows(int64_t r0, int64_t r1, int n, int64_t ld, const float *x,
+                                 const float *dy, const float *k, double *s1, double *s2) {
     float f1[QL_OPS_COLS], f2[QL_OPS_COLS];
     for (int64_t i0 = r0; i0 < r1; i0 += SUM_ROWS) {
         int64_t i1 = r1 - i0 < SUM_ROWS ? r1 : i0 + SUM_ROWS, i = i0;
@@ -68,8 +67,12 @@ col_sums_rows(int64_t r0, int64_t r1, int n, int64_t ld, const float *x, const f
                 for (int j = 0; j < n; j++) { f1[j] += gr[j]; f2[j] += gr[j] * (xr[j] - k[j]); }
             }
         }
+        #pragma omp simd
         for (int j = 0; j < n; j++) s1[j] += f1[j];
-        if (k) for (int j = 0; j < n; j++) s2[j] += f2[j];
+        if (k) {
+            #pragma omp simd
+            for (int j = 0; j < n; j++) s2[j] += f2[j];
+        }
     }
 }
 

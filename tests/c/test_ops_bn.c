@@ -2,6 +2,7 @@
  * PyTorch's running-stat update, backward by finite differences. */
 #include <stdlib.h>
 #include "test.h"
+#include "qlab/cpu.h"
 #include "qlab/ops.h"
 #include "qlab/rng.h"
 
@@ -154,4 +155,73 @@ TEST(batchnorm_train_backward_large_matches_small_blocks) {
     }
     CHECK(err < 1e-4);
     free(x); free(g); free(b); free(dy); free(y); free(dx); free(sm); free(si); free(dg); free(db);
+}
+
+// one-pass statistics against a two-pass double reference: a mean far from 0
+// (1000 + channel, std 0.5..2) would cancel without the shift; many rows
+// (threaded sums) and more channels than one block (QL_OPS_COLS = 512)
+static void batchnorm_offset_mean_many_channels(void) {
+    struct { int64_t m; int c; } cases[] = {{20000, 40}, {600, 700}, {3, 9}, {1, 5}};
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        int64_t m = cases[t].m; int c = cases[t].c;
+        size_t n = (size_t)m * c;
+        float *x = randn(n, 1, 0), *y = malloc(sizeof(float) * n), *ye = malloc(sizeof(float) * n);
+        float *sm = malloc(sizeof(float) * c), *si = malloc(sizeof(float) * c);
+        float *rm = calloc(c, sizeof(float)), *rv = malloc(sizeof(float) * c);
+        double *mean = malloc(sizeof(double) * c), *var = malloc(sizeof(double) * c);
+        for (int64_t i = 0; i < m; i++)
+            for (int j = 0; j < c; j++) x[i * c + j] = 1000.0f + j + (0.5f + (j % 4) * 0.5f) * x[i * c + j];
+        for (int j = 0; j < c; j++) rv[j] = 1;
+        ql_batchnorm_forward_train(m, c, x, NULL, NULL, rm, rv, 1e-5f, 1.0f, y, sm, si);
+        stats_ref(m, c, x, mean, var);
+        double em = 0, ei = 0, ev = 0;
+        for (int j = 0; j < c; j++) {
+            em = fmax(em, fabs(sm[j] - mean[j]) / fabs(mean[j]));
+            ei = fmax(ei, fabs(si[j] * sqrt(var[j] + 1e-5) - 1));
+            if (m > 1) ev = fmax(ev, fabs(rv[j] / (var[j] * m / (m - 1)) - 1));
+        }
+        CHECK_MSG(em < 1e-6 && ei < 1e-4 && ev < 1e-4, "m %lld c %d: mean %g invstd %g rvar %g",
+                  (long long)m, c, em, ei, ev);
+        // eval with the batch statistics as running stats gives the same y
+        for (int j = 0; j < c; j++) { rm[j] = sm[j]; rv[j] = 1.0f / (si[j] * si[j]) - 1e-5f; }
+        ql_batchnorm_forward_eval(m, c, x, NULL, NULL, rm, rv, 1e-5f, ye);
+        double ey = 0;
+        for (size_t i = 0; i < n; i++) ey = fmax(ey, fabs(y[i] - ye[i]));
+        CHECK_MSG(m == 1 || ey < 2e-2, "m %lld c %d: eval vs train y %g", (long long)m, c, ey);
+        free(x); free(y); free(ye); free(sm); free(si); free(rm); free(rv); free(mean); free(var);
+    }
+}
+
+// with the generic and the AVX2 kernels
+TEST(batchnorm_train_stats_offset_mean_many_channels) {
+    ql_isa saved = ql_isa_active();
+    ql_isa_force(QL_ISA_SCALAR);
+    batchnorm_offset_mean_many_channels();
+    ql_isa_force(ql_isa_best());
+    batchnorm_offset_mean_many_channels();
+    ql_isa_force(saved);
+}
+
+// eval backward over many rows and two channel blocks against double sums
+TEST(batchnorm_eval_backward_large) {
+    int64_t m = 700; int c = 600;
+    size_t n = (size_t)m * c;
+    float *x = randn(n, 2, 1), *dy = randn(n, 1, 0), *g = randn(c, 1, 0), *rm = randn(c, 1, 0);
+    float *rv = randn(c, 0.2f, 1), *dx = malloc(sizeof(float) * n);
+    float *dg = calloc(c, sizeof(float)), *db = calloc(c, sizeof(float));
+    for (int j = 0; j < c; j++) rv[j] = fabsf(rv[j]) + 0.1f;
+    ql_batchnorm_backward_eval(m, c, x, g, rm, rv, 1e-5f, dy, dx, dg, db);
+    double ex = 0;
+    for (int j = 0; j < c; j++) {
+        double inv = 1.0 / sqrt(rv[j] + 1e-5), sdy = 0, sdyx = 0;
+        for (int64_t i = 0; i < m; i++) {
+            sdy += dy[i * c + j];
+            sdyx += dy[i * c + j] * ((double)x[i * c + j] - rm[j]);
+            ex = fmax(ex, fabs(dx[i * c + j] - dy[i * c + j] * g[j] * inv) / fmax(1, fabs(dy[i * c + j] * g[j] * inv)));
+        }
+        CHECK_NEAR(db[j], sdy, 1e-4);
+        CHECK_NEAR(dg[j], sdyx * inv, 1e-4);
+    }
+    CHECK(ex < 1e-5);
+    free(x); free(dy); free(g); free(rm); free(rv); free(dx); free(dg); free(db);
 }

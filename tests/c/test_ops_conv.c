@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include "test.h"
 #include "qlab/ops.h"
+#include "qlab/cpu.h"
 #include "qlab/rng.h"
 
 static float *randn(size_t n) {
@@ -281,4 +282,75 @@ TEST(conv2d_backward_chunked_vs_reference) {
         free(x); free(w); free(dy); free(wp); free(dx); free(dw); free(db); free(ws);
         free(rdx); free(rdw); free(rdb); free(dwo);
     }
+}
+
+/* ---- depthwise fast paths -------------------------------------------------------- */
+
+// one depthwise case under the active ISA: y, dx, dw (OHWI), db
+typedef struct { float *y, *dx, *dw, *db; } dw_out;
+
+static void dw_run(const ql_conv2d_shape *s, const float *x, const float *wp, const float *b,
+                   const float *dy, float *ws, dw_out *o) {
+    size_t nw = (size_t)s->oc * s->kh * s->kw;
+    ql_conv2d_forward(s, x, wp, b, o->y, ws);
+    memset(o->dw, 0, sizeof(float) * nw);
+    memset(o->db, 0, sizeof(float) * s->oc);
+    ql_conv2d_backward(s, x, wp, dy, o->dx, o->dw, o->db, ws);
+}
+
+// every case against the direct loops, and the generic and AVX2 kernels give the same bits
+TEST(conv2d_depthwise_paths_vs_reference) {
+    struct { ql_conv2d_shape s; const char *what; } cases[] = {
+        {mk(2, 9, 10, 32, 32, 3, 3, 1, 1, 1, 32), "3x3 s1, two channel blocks"},
+        {mk(2, 9, 10, 48, 48, 3, 3, 2, 1, 1, 48), "3x3 s2"},
+        {mk(3, 8, 7, 21, 21, 3, 3, 1, 1, 1, 21), "3x3 s1, 16 + 5 tail channels"},
+        {mk(2, 7, 9, 13, 13, 3, 3, 2, 1, 1, 13), "3x3 s2, tail only"},
+        {mk(1, 6, 6, 40, 40, 3, 3, 2, 0, 1, 40), "3x3 s2 no pad"},
+        {mk(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 16), "4x4 image (mostly edges)"},
+        {mk(1, 2, 2, 24, 24, 3, 3, 1, 1, 1, 24), "2x2 image"},
+        {mk(2, 1, 1, 17, 17, 3, 3, 1, 1, 1, 17), "1x1 image, pad 1"},
+        {mk(1, 3, 1, 16, 16, 3, 3, 1, 2, 1, 16), "width 1, pad 2: taps right of the image"},
+        {mk(2, 11, 9, 18, 18, 5, 5, 2, 2, 1, 18), "5x5 s2"},
+        {mk(1, 10, 11, 20, 20, 3, 3, 1, 2, 2, 20), "dilation 2"},
+        {mk(1, 12, 12, 16, 16, 3, 3, 3, 1, 1, 16), "stride 3"},
+        {mk(1, 9, 9, 16, 16, 3, 3, 2, 2, 2, 16), "stride 2 dilation 2"},
+        {mk(2, 8, 9, 16, 16, 3, 2, 1, 1, 1, 16), "3x2 kernel"},
+        {mk(8, 16, 16, 64, 64, 3, 3, 1, 1, 1, 64), "threaded s1"},
+        {mk(8, 15, 16, 96, 96, 3, 3, 2, 1, 1, 96), "threaded s2"},
+    };
+    ql_isa saved = ql_isa_active();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ql_conv2d_shape s = cases[i].s;
+        CHECK_OK(ql_conv2d_shape_init(&s));
+        size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * s.kh * s.kw;
+        size_t ny = (size_t)s.n * s.oh * s.ow * s.oc;
+        float *x = randn(nx), *w = randn(nw), *b = randn(s.oc), *dy = randn(ny);
+        float *wp = malloc(sizeof(float) * nw), *ws = alloc_ws(&s);
+        float *yr = malloc(sizeof(float) * ny), *rdx = malloc(sizeof(float) * nx);
+        float *rdw = malloc(sizeof(float) * nw), *rdb = malloc(sizeof(float) * s.oc);
+        float *dwo = malloc(sizeof(float) * nw);
+        ql_conv_weight_oihw_to_ohwi(w, wp, s.oc, 1, s.kh, s.kw);
+        conv_ref(&s, x, w, b, yr);
+        conv_ref_backward(&s, x, w, dy, rdx, rdw, rdb);
+        dw_out o[2];
+        for (int isa = 0; isa < 2; isa++) {   // generic, then the best the CPU has
+            o[isa].y = malloc(sizeof(float) * ny); o[isa].dx = malloc(sizeof(float) * nx);
+            o[isa].dw = malloc(sizeof(float) * nw); o[isa].db = malloc(sizeof(float) * s.oc);
+            ql_isa_force(isa ? ql_isa_best() : QL_ISA_SCALAR);
+            dw_run(&s, x, wp, b, dy, ws, &o[isa]);
+            ql_conv_weight_ohwi_to_oihw(o[isa].dw, dwo, s.oc, 1, s.kh, s.kw);
+            CHECK_MSG(ql_test_maxrel(o[isa].y, yr, (long)ny) < 1e-5, "%s (isa %d): y", cases[i].what, isa);
+            CHECK_MSG(ql_test_maxrel(o[isa].dx, rdx, (long)nx) < 1e-5, "%s (isa %d): dx", cases[i].what, isa);
+            CHECK_MSG(ql_test_maxrel(dwo, rdw, (long)nw) < 1e-4, "%s (isa %d): dw", cases[i].what, isa);
+            CHECK_MSG(ql_test_maxrel(o[isa].db, rdb, s.oc) < 1e-4, "%s (isa %d): db", cases[i].what, isa);
+        }
+        // same operations in the same order per channel: identical bits
+        CHECK_MSG(memcmp(o[0].y, o[1].y, sizeof(float) * ny) == 0 &&
+                  memcmp(o[0].dx, o[1].dx, sizeof(float) * nx) == 0 &&
+                  memcmp(o[0].dw, o[1].dw, sizeof(float) * nw) == 0, "%s: ISAs differ", cases[i].what);
+        for (int isa = 0; isa < 2; isa++) { free(o[isa].y); free(o[isa].dx); free(o[isa].dw); free(o[isa].db); }
+        free(x); free(w); free(b); free(dy); free(wp); free(ws); free(yr); free(rdx); free(rdw);
+        free(rdb); free(dwo);
+    }
+    ql_isa_force(saved);
 }

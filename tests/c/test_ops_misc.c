@@ -2,6 +2,7 @@
  * forward against direct references, backward by finite differences. */
 #include <stdlib.h>
 #include "test.h"
+#include "qlab/cpu.h"
 #include "qlab/ops.h"
 #include "qlab/rng.h"
 
@@ -191,6 +192,59 @@ TEST(pool_large_threaded) {
     free(x); free(y); free(yr); free(r); free(dx); free(dxr); free(a); free(ar);
 }
 
+// channel-vectorised pools, generic and AVX2 kernels: wide C, inference
+// (argmax NULL) equals training, NaN wins like PyTorch (value NaN, argmax at
+// the last NaN of the window)
+static void pool_wide_channels_and_nan(void) {
+    ql_pool2d_shape cases[] = {pmk(3, 14, 14, 64, 3, 2, 1, 0, 1), pmk(2, 9, 8, 37, 3, 2, 1, 1, 0),
+                               pmk(1, 7, 7, 20, 2, 2, 0, 1, 1), pmk(64, 14, 14, 64, 3, 2, 1, 0, 1)};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ql_pool2d_shape s = cases[i];
+        CHECK_OK(ql_pool2d_shape_init(&s));
+        size_t nx = (size_t)s.n * s.h * s.w * s.c, ny = (size_t)s.n * s.oh * s.ow * s.c;
+        float *x = randn(nx), *y = malloc(sizeof(float) * ny), *y2 = malloc(sizeof(float) * ny);
+        float *yr = malloc(sizeof(float) * ny);
+        int32_t *a = malloc(sizeof(int32_t) * ny), *ar = malloc(sizeof(int32_t) * ny);
+        ql_maxpool2d_forward(&s, x, y, a);
+        ql_maxpool2d_forward(&s, x, y2, NULL);
+        pool_ref(&s, 0, x, yr, ar);
+        CHECK_MSG(ql_test_maxrel(y, yr, (long)ny) == 0 && memcmp(a, ar, sizeof(int32_t) * ny) == 0,
+                  "maxpool case %zu", i);
+        CHECK_MSG(memcmp(y, y2, sizeof(float) * ny) == 0, "maxpool case %zu without argmax", i);
+        for (int cip = 0; cip < 2; cip++) {
+            s.count_include_pad = cip;
+            ql_avgpool2d_forward(&s, x, y);
+            pool_ref(&s, 1, x, yr, ar);
+            CHECK_MSG(ql_test_maxrel(y, yr, (long)ny) < 1e-5, "avgpool case %zu cip %d", i, cip);
+        }
+        free(x); free(y); free(y2); free(yr); free(a); free(ar);
+    }
+    // NaN at input pixel (1,1) channel 2 and (2,2) channel 2 of a 4x4 image, 3x3/2 pad 1
+    ql_pool2d_shape s = pmk(1, 4, 4, 5, 3, 2, 1, 0, 1);
+    CHECK_OK(ql_pool2d_shape_init(&s));
+    float x[80], y[20], y2[20];
+    int32_t a[20];
+    for (int i = 0; i < 80; i++) x[i] = (float)i;
+    x[(1 * 4 + 1) * 5 + 2] = NAN;
+    x[(2 * 4 + 2) * 5 + 2] = NAN;
+    ql_maxpool2d_forward(&s, x, y, a);
+    ql_maxpool2d_forward(&s, x, y2, NULL);
+    // output (0,0) sees (1,1) only; (1,1) sees both, the later (2,2) wins the argmax
+    CHECK(isnan(y[2]) && a[2] == 1 * 4 + 1 && isnan(y2[2]));
+    CHECK(isnan(y[(1 * 2 + 1) * 5 + 2]) && a[(1 * 2 + 1) * 5 + 2] == 2 * 4 + 2);
+    CHECK(isnan(y2[(1 * 2 + 1) * 5 + 2]));
+    CHECK(y[3] == x[(1 * 4 + 1) * 5 + 3] && a[3] == 1 * 4 + 1 && y2[3] == y[3]);
+}
+
+TEST(pool_wide_channels_and_nan_all_isas) {
+    ql_isa saved = ql_isa_active();
+    ql_isa_force(QL_ISA_SCALAR);
+    pool_wide_channels_and_nan();
+    ql_isa_force(ql_isa_best());
+    pool_wide_channels_and_nan();
+    ql_isa_force(saved);
+}
+
 typedef struct { int n, hw, c; float *x, *y, *r; } gap_ctx;
 static double gap_loss(void *p) {
     gap_ctx *k = p;
@@ -213,6 +267,27 @@ TEST(global_avgpool) {
     ql_global_avgpool_backward(k.n, k.hw, k.c, k.r, dx);
     CHECK(fd_err(gap_loss, &k, k.x, dx, nx) < 1e-2);
     free(k.x); free(k.y); free(k.r); free(dx);
+}
+
+TEST(global_avgpool_wide_threaded) {
+    int n = 64, hw = 49, c = 96;
+    size_t nx = (size_t)n * hw * c;
+    float *x = randn(nx), *y = malloc(sizeof(float) * n * c), *dy = randn((size_t)n * c);
+    float *dx = malloc(sizeof(float) * nx);
+    ql_global_avgpool_forward(n, hw, c, x, y);
+    ql_global_avgpool_backward(n, hw, c, dy, dx);
+    double e = 0, ed = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < c; j++) {
+            double s = 0;
+            for (int p = 0; p < hw; p++) {
+                s += x[((size_t)i * hw + p) * c + j];
+                ed = fmax(ed, fabs(dx[((size_t)i * hw + p) * c + j] - dy[i * c + j] / (double)hw));
+            }
+            e = fmax(e, fabs(y[i * c + j] - s / hw));
+        }
+    CHECK(e < 1e-5 && ed < 1e-7);
+    free(x); free(y); free(dy); free(dx);
 }
 
 /* ---- relu, relu6 --------------------------------------------------------------- */
@@ -244,6 +319,40 @@ TEST(relu_relu6) {
         CHECK_MSG(fd_err(act_loss, &k, k.x, dx, k.n) < 1e-2, "relu%s backward", six ? "6" : "");
         free(k.x); free(k.y); free(k.r); free(dx);
     }
+}
+
+// large arrays (one span per thread), the kinks exactly, NaN, and in place (dx == dy, y == x)
+TEST(relu_relu6_large_in_place) {
+    int64_t n = 300007;
+    float *x = randn((size_t)n), *dy = randn((size_t)n), *y = malloc(sizeof(float) * n);
+    float *dx = malloc(sizeof(float) * n), *t = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) x[i] *= 4;
+    x[0] = 0; x[1] = 6; x[2] = NAN; x[3] = -0.0f; x[4] = INFINITY; x[5] = -INFINITY;
+    for (int six = 0; six < 2; six++) {
+        if (six) { ql_relu6_forward(n, x, y); ql_relu6_backward(n, x, dy, dx); }
+        else { ql_relu_forward(n, x, y); ql_relu_backward(n, x, dy, dx); }
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] > 0 ? x[i] : 0, g = x[i] > 0 ? dy[i] : 0;
+            if (six && !(v < 6)) v = 6;
+            if (six && !(x[i] < 6)) g = 0;
+            bad += y[i] != v || dx[i] != g;
+        }
+        CHECK_MSG(bad == 0, "relu%s: %d wrong", six ? "6" : "", bad);
+        memcpy(t, dy, sizeof(float) * n);   // in place, as the fused conv+act backward calls it
+        if (six) ql_relu6_backward(n, y, t, t); else ql_relu_backward(n, y, t, t);
+        for (int64_t i = 0; i < n; i++) bad += t[i] != (y[i] > 0 && (!six || y[i] < 6) ? dy[i] : 0.0f);
+        memcpy(t, x, sizeof(float) * n);
+        if (six) ql_relu6_forward(n, t, t); else ql_relu_forward(n, t, t);
+        bad += memcmp(t, y, sizeof(float) * n) != 0;
+        CHECK_MSG(bad == 0, "relu%s in place: %d wrong", six ? "6" : "", bad);
+    }
+    float *z = malloc(sizeof(float) * n);
+    ql_add_forward(n, x, dy, z);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !(z[i] == x[i] + dy[i]) && !isnan(x[i]);
+    CHECK(bad == 0);
+    free(x); free(dy); free(y); free(dx); free(t); free(z);
 }
 
 /* ---- linear ------------------------------------------------------------------- */
@@ -281,6 +390,21 @@ TEST(linear_forward_backward) {
     for (int t = 0; t < c.k; t++) s += (double)c.x[t] * c.w[t];
     CHECK_NEAR(c.y[0], s, 1e-5);
     free(c.x); free(c.w); free(c.b); free(c.y); free(c.r); free(dx); free(dw); free(db);
+}
+
+// many rows: the column sums for db are split across threads
+TEST(linear_backward_bias_many_rows) {
+    int m = 5000, k = 3, n = 37;
+    float *x = randn((size_t)m * k), *w = randn((size_t)n * k), *dy = randn((size_t)m * n);
+    float *db = malloc(sizeof(float) * n);
+    for (int j = 0; j < n; j++) db[j] = 1;
+    ql_linear_backward(m, k, n, x, w, dy, NULL, NULL, db);
+    for (int j = 0; j < n; j++) {
+        double s = 1;
+        for (int i = 0; i < m; i++) s += dy[(size_t)i * n + j];
+        CHECK_NEAR(db[j], s, 1e-5);
+    }
+    free(x); free(w); free(dy); free(db);
 }
 
 /* ---- add, flatten, seq_last ----------------------------------------------------- */
@@ -364,6 +488,27 @@ TEST(softmax_stable) {
         for (int j = 0; j < k; j++) CHECK_NEAR(y[i * k + j], exp(x[i * k + j] - mx) / z, 1e-6);
     }
     free(x); free(y);
+}
+
+TEST(softmax_and_flatten_many_rows) {
+    int n = 300, k = 250;
+    float *x = randn((size_t)n * k), *y = malloc(sizeof(float) * n * k);
+    ql_softmax(n, k, x, y);
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        double mx = -INFINITY, z = 0;
+        for (int j = 0; j < k; j++) mx = fmax(mx, x[i * k + j]);
+        for (int j = 0; j < k; j++) z += exp(x[i * k + j] - mx);
+        for (int j = 0; j < k; j++) e = fmax(e, fabs(y[i * k + j] - exp(x[i * k + j] - mx) / z));
+    }
+    CHECK(e < 1e-6);
+    // (N,H,W,C) = (300,5,5,10) -> NCHW flatten and back
+    float *f = malloc(sizeof(float) * n * k), *b = malloc(sizeof(float) * n * k);
+    ql_flatten_nchw_forward(n, 5, 5, 10, x, f);
+    CHECK(f[((size_t)7 * 10 + 3) * 25 + 2 * 5 + 4] == x[(((size_t)7 * 5 + 2) * 5 + 4) * 10 + 3]);
+    ql_flatten_nchw_backward(n, 5, 5, 10, f, b);
+    CHECK(memcmp(b, x, sizeof(float) * n * k) == 0);
+    free(x); free(y); free(f); free(b);
 }
 
 typedef struct { int n, k; float *x; int32_t *lab; } xent_ctx;
