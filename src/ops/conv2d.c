@@ -82,6 +82,13 @@ static void im2col_rows(const ql_conv2d_shape *s, const float *x, int g, int64_t
                 continue;
             }
             const float *xrow = x + ((n * s->h + ih) * s->w) * s->c + (int64_t)g * cg;
+            int iw0 = ow * s->sw - s->pw;
+            if (s->groups == 1 && s->dw == 1 && iw0 >= 0 && iw0 + s->kw <= s->w) {
+                // the kernel row reads adjacent whole pixels: one copy
+                memcpy(dst, xrow + (int64_t)iw0 * s->c, sizeof(float) * s->kw * cg);
+                dst += s->kw * cg;
+                continue;
+            }
             for (int kj = 0; kj < s->kw; kj++, dst += cg) {
                 int iw = ow * s->sw - s->pw + kj * s->dw;
                 if (iw < 0 || iw >= s->w) memset(dst, 0, sizeof(float) * cg);
