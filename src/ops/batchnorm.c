@@ -1,6 +1,6 @@
 /* BatchNorm2d on x viewed as (M,C), M = N*H*W (NHWC). Channels are handled in
- * blocks of up to QL_OPS_COLS (every layer of our models fits in one), so
- * each pass streams whole rows, vectorised over the channels.
+ * blocks of up to QL_OPS_COLS (most layers fit in one), so each pass streams
+ * whole rows, vectorised over the channels (AVX2 twins, ops_internal.h).
  * Training forward reads x twice: once for the statistics, once for y. The
  * statistics are the sums of d = x - k and d^2 (ql_ops_col_sums: float
  * partial sums, then double), with k a per-channel shift sampled from x so

@@ -1,6 +1,8 @@
 /* Max, average and global-average pooling, NHWC, with PyTorch's output-size
  * rules (ceil_mode: the last window must start inside the input or the left
- * padding) and avgpool's count_include_pad divisor. */
+ * padding) and avgpool's count_include_pad divisor. Inner loops run over the
+ * C contiguous channels of a pixel, vectorised (AVX2 twins, ops_internal.h);
+ * maxpool does no argmax work when argmax is NULL (inference). */
 #include <math.h>
 #include <string.h>
 #include "ops/ops_internal.h"
