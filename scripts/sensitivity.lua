@@ -31,11 +31,12 @@ qlab.seed(0)
 qlab.threads(threads)
 local train = qlab.data.fashion_mnist{split = "train"}
 local test = qlab.data.fashion_mnist{split = "test"}
--- final figures on the whole test set (2,000 images with --quick); the
--- top-1 sweeps and the search on its first 2,000 (1,000)
+-- final figures and the greedy search on the whole test set (2,000 images
+-- with --quick), as the lab's PyTorch figures; the top-1 sweeps on its first
+-- 2,000 (1,000), the SQNR rankings on its first 256
 local nval = quick and 2000 or 10000
-local val = test:subset(1, nval):loader{batch = 500}
-local search = test:subset(1, quick and 1000 or 2000):loader{batch = 256}   -- SQNR: its first 256
+local val = test:subset(1, nval):loader{batch = 256}
+local sweep = test:subset(1, quick and 1000 or 2000):loader{batch = 256}
 local calib_batches = quick and 32 or 100
 local function calib() return train:loader{batch = 32, shuffle = true, seed = 1, batches = calib_batches} end
 local runs = quick and 30 or 100
@@ -106,7 +107,7 @@ for _, name in ipairs(names) do
     for _, pname in ipairs(precisions) do
       local qc = assert(qconfigs[pname], "unknown precision " .. pname)()
       print(string.format("\n-- %s at %s", name, pname))
-      local o = {data = search, calib = calib(), qconfig = qc, quiet = quick, calib_batches = calib_batches}
+      local o = {data = sweep, calib = calib(), qconfig = qc, quiet = quick, calib_batches = calib_batches}
       o.metric = "sqnr"
       local rs, is = qlab.sensitivity(fp32, o)
       print_rank("SQNR ranking", rs, is, 5)
@@ -128,11 +129,11 @@ for _, name in ipairs(names) do
         rows[#rows + 1] = row(string.format("%s, top-%d FP32", pname, kk), m, ref)
         m:free()
       end
-      local mp = qlab.mixed_precision(fp32, {data = search, calib = calib(), qconfig = qc, budget = budget, k = k,
+      local mp = qlab.mixed_precision(fp32, {data = val, calib = calib(), qconfig = qc, budget = budget, k = k,
                                              quiet = quick, latency_runs = quick and 10 or 30, rank = rs,
                                              calib_batches = calib_batches})
       print(string.format("  greedy search (budget %.2f points on %d images, levels %s): %d steps",
-                          budget, search:samples(), table.concat(mp.levels, " > "), #mp.steps))
+                          budget, val:samples(), table.concat(mp.levels, " > "), #mp.steps))
       print(string.format("    %4s %-28s %-11s %8s %7s %9s %10s", "step", "node", "change", "top-1", "drop", "size MB",
                           "b1 ms"))
       print(string.format("    %4d %-28s %-11s %7.2f%% %7.2f %9.2f %10.3f", 0, "(all " .. mp.start.level .. ")", "",
