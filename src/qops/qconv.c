@@ -122,30 +122,42 @@ size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     return (size_t)(chunk_rows(c, n) * kgroup(&c->s));
 }
 
+// Short runs (a 7x7 stem on one channel copies 7 bytes at a time): a call to
+// memcpy/memset per run would cost more than the bytes.
+static inline void copy_run(uint8_t *d, const uint8_t *s, int64_t n) {
+    if (n >= 32) { memcpy(d, s, (size_t)n); return; }
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+static inline void fill_run(uint8_t *d, uint8_t v, int64_t n) {
+    if (n >= 32) { memset(d, v, (size_t)n); return; }
+    for (int64_t i = 0; i < n; i++) d[i] = v;
+}
+
 // x (N,H,W,C) u8, group g, output rows [r0, r0+nr) -> cols (nr, KH*KW*Cg), x_zero outside
 static void im2col_u8(const ql_qconv *c, const uint8_t *x, int g, int64_t r0, int64_t nr, uint8_t *cols) {
     const ql_conv2d_shape *s = &c->s;
     const int cg = s->c / s->groups;
-    const int64_t kg = kgroup(s);
+    const int64_t kg = kgroup(s), krow = (int64_t)s->kw * cg;
     const uint8_t pad = (uint8_t)c->x_zero;
+    // one group, no dilation: the taps of a kernel row are one contiguous run of x
+    const int contiguous = s->groups == 1 && s->dw == 1;
     #pragma omp parallel for schedule(static) if (nr * kg > (1 << 16))
     for (int64_t i = 0; i < nr; i++) {
         int64_t r = r0 + i;
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh);
         int64_t n = r / ((int64_t)s->ow * s->oh);
         uint8_t *dst = cols + i * kg;
-        for (int ki = 0; ki < s->kh; ki++) {
+        const int iw0 = ow * s->sw - s->pw;
+        const int inside = iw0 >= 0 && iw0 + (s->kw - 1) * s->dw < s->w;
+        for (int ki = 0; ki < s->kh; ki++, dst += krow) {
             int ih = oh * s->sh - s->ph + ki * s->dh;
-            if (ih < 0 || ih >= s->h) {
-                memset(dst, pad, (size_t)s->kw * cg);
-                dst += s->kw * cg;
-                continue;
-            }
+            if (ih < 0 || ih >= s->h) { fill_run(dst, pad, krow); continue; }
             const uint8_t *xrow = x + ((n * s->h + ih) * s->w) * s->c + (int64_t)g * cg;
-            for (int kj = 0; kj < s->kw; kj++, dst += cg) {
-                int iw = ow * s->sw - s->pw + kj * s->dw;
-                if (iw < 0 || iw >= s->w) memset(dst, pad, (size_t)cg);
-                else memcpy(dst, xrow + (int64_t)iw * s->c, (size_t)cg);
+            if (contiguous && inside) { copy_run(dst, xrow + (int64_t)iw0 * s->c, krow); continue; }
+            for (int kj = 0; kj < s->kw; kj++) {
+                int iw = iw0 + kj * s->dw;
+                if (iw < 0 || iw >= s->w) fill_run(dst + kj * cg, pad, cg);
+                else copy_run(dst + kj * cg, xrow + (int64_t)iw * s->c, cg);
             }
         }
     }

@@ -47,13 +47,7 @@ ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa) {
                 int64_t col = pn * nr + c, base = ((pn * p->ksteps + s) * nr + c) * 4;
                 for (int j = 0; j < ks; j++) {
                     int64_t kk = s * ks + j;
-                    int8_t v = (col < n && kk < k) ? w[col * k + kk] : 0;
-                    if (ks == 2) {   // s16 pairs for madd
-                        int16_t v16 = v;
-                        memcpy(p->w + base + 2 * j, &v16, 2);
-                    } else {
-                        p->w[base + j] = (uint8_t)v;
-                    }
+                    p->w[base + j] = (uint8_t)((col < n && kk < k) ? w[col * k + kk] : 0);
                 }
             }
     for (int col = 0; col < n; col++) {
@@ -78,9 +72,7 @@ ql_isa ql_qgemm_packed_isa(const ql_qgemm_packed *p) { return p ? p->impl->isa :
 static int32_t packed_w(const ql_qgemm_packed *p, int64_t n, int64_t k) {
     const ql_qgemm_impl *im = p->impl;
     int64_t s = k / im->kstep, j = k % im->kstep, pn = n / im->nr, c = n % im->nr;
-    const uint8_t *q = p->w + ((pn * p->ksteps + s) * im->nr + c) * 4;
-    if (im->kstep == 2) { int16_t v; memcpy(&v, q + 2 * j, 2); return v; }
-    return (int8_t)q[j];
+    return (int8_t)p->w[((pn * p->ksteps + s) * im->nr + c) * 4 + j];
 }
 
 static int32_t col_off(const ql_qgemm_packed *p, const ql_qgemm_epilogue *e, int64_t n) {
@@ -127,7 +119,7 @@ static void run_task(const job *j, int64_t task, uint8_t *abuf, int32_t *part) {
     for (int64_t kb = 0; kb < j->nkc; kb++) {
         int64_t s0 = kb * j->kcs, ns = p->ksteps - s0 < j->kcs ? p->ksteps - s0 : j->kcs;
         int flags = (kb == 0 ? QL_KFIRST : 0) | (kb == j->nkc - 1 ? QL_KLAST : 0);
-        im->pack_a(j->a + m0 * j->lda, j->lda, (int)rows, p->k, s0, ns, abuf);
+        if (im->pack_a(j->a + m0 * j->lda, j->lda, (int)rows, p->k, s0, ns, abuf)) flags |= QL_AHIGH;
         for (int64_t pn = p0; pn < p1; pn++) {
             int nr = (int)(p->n - pn * NR < NR ? p->n - pn * NR : NR);
             const uint8_t *wp = p->w + (pn * p->ksteps + s0) * NR * 4;

@@ -1,8 +1,16 @@
-/* AVX2 INT8 GEMM: exact arithmetic through s16. A (u8) and W (s8) are both
- * widened to s16 and _mm256_madd_epi16 sums pairs of products into s32:
- * |255*128*2| fits, so nothing saturates (maddubs on u8 x s8 would).
- * Micro-tile 4 rows x 16 columns: 8 accumulators, 2 weight vectors and
- * one broadcast A pair per row and step (step = 2 values of K). */
+/* AVX2 INT8 GEMM on byte quads (the VNNI layout): _mm256_maddubs_epi16
+ * multiplies u8 A by s8 W and adds adjacent products into s16, then
+ * _mm256_madd_epi16 by ones sums the pairs of each quad into s32. That is
+ * twice the multiply throughput of widening both sides to s16, but the s16
+ * pair sum saturates once a*w + a'*w' leaves [-32768, 32767], which only
+ * 8-bit A can reach (2*255*128). So each A block is checked while packing:
+ *   - every code <= 127 (7-bit activations, reduce_range): one maddubs per
+ *     quad, exact (2*127*128 = 32512);
+ *   - some code >= 128: a = (a & 127) + (a & 128), two maddubs, each exact
+ *     (2*128*-128 = -32768 still fits), summed in s32. Half the speed,
+ *     still exact.
+ * Micro-tile 4 rows x 16 columns: 8 accumulators, 2 weight vectors and one
+ * broadcast A quad per row and step (step = 4 values of K). */
 #include <immintrin.h>
 #include <string.h>
 #include "qops/qops_internal.h"
@@ -10,31 +18,33 @@
 #define MR 4
 #define NR 16
 
-static inline uint32_t pair16(const uint8_t *row, int64_t k0, int k) {
-    uint32_t lo = k0 < k ? row[k0] : 0, hi = k0 + 1 < k ? row[k0 + 1] : 0;
-    return lo | hi << 16;
+static inline uint32_t quad(const uint8_t *row, int64_t k0, int k) {
+    uint32_t v = 0;
+    for (int j = 0; j < 4; j++) v |= (uint32_t)(k0 + j < k ? row[k0 + j] : 0) << (8 * j);
+    return v;
 }
 
-QL_AVX2 static inline __m256i widen16(const uint8_t *p) {
-    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
-}
-
-// rows x steps [s0, s0+ns) of A -> groups of 4 rows of (s16, s16) pairs. Rows
-// past the end repeat the last row: kernels never read them (mr < MR).
-QL_AVX2 static void pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
-                                int64_t ns, uint8_t *dst) {
+// rows x steps [s0, s0+ns) of A -> groups of 4 rows of byte quads; returns
+// nonzero when some code is >= 128. Rows past the end repeat the last row:
+// kernels never read them (mr < MR).
+QL_AVX2 static int pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
+                               int64_t ns, uint8_t *dst) {
     int64_t groups = (rows + MR - 1) / MR;
+    __m256i any = _mm256_setzero_si256();
+    uint32_t any_tail = 0;
     for (int64_t g = 0; g < groups; g++) {
         const uint8_t *src[MR];
         for (int r = 0; r < MR; r++) src[r] = a + (g * MR + r < rows ? g * MR + r : rows - 1) * lda;
         uint32_t *d = (uint32_t *)(dst + g * ns * MR * 4);
         int64_t s = 0;
-        // 8 steps (16 values of K) at a time: widen, then a 4 x 8 transpose of pairs
-        for (; s + 8 <= ns && (s0 + s) * 2 + 16 <= k; s += 8) {
-            int64_t k0 = (s0 + s) * 2;
-            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(src[r] + MR * lda + k0), _MM_HINT_T0);
-            __m256i v0 = widen16(src[0] + k0), v1 = widen16(src[1] + k0);
-            __m256i v2 = widen16(src[2] + k0), v3 = widen16(src[3] + k0);
+        // 8 steps (32 values of K) at a time: a 4 x 8 transpose of quads
+        for (; s + 8 <= ns && (s0 + s) * 4 + 32 <= k; s += 8) {
+            int64_t k0 = (s0 + s) * 4;
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(src[0] + k0));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(src[1] + k0));
+            __m256i v2 = _mm256_loadu_si256((const __m256i *)(src[2] + k0));
+            __m256i v3 = _mm256_loadu_si256((const __m256i *)(src[3] + k0));
+            any = _mm256_or_si256(any, _mm256_or_si256(_mm256_or_si256(v0, v1), _mm256_or_si256(v2, v3)));
             __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
             __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
             __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // steps 0|4, 1|5
@@ -46,8 +56,13 @@ QL_AVX2 static void pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, 
             _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
         }
         for (; s < ns; s++)
-            for (int r = 0; r < MR; r++) d[s * MR + r] = pair16(src[r], (s0 + s) * 2, k);
+            for (int r = 0; r < MR; r++) {
+                uint32_t q = quad(src[r], (s0 + s) * 4, k);
+                any_tail |= q;
+                d[s * MR + r] = q;
+            }
     }
+    return (_mm256_movemask_epi8(any) | (int)(any_tail & 0x80808080u)) != 0;
 }
 
 // 16 s32 (two vectors) -> y row as s32 / f32 / requantized u8; nr < 16 goes through a copy
@@ -92,11 +107,13 @@ QL_AVX2 static inline void store_row(const ql_qgemm_ctx *c, __m256i v0, __m256i 
     memcpy(y, tmp, (size_t)nr);
 }
 
-// R rows (compile-time after inlining: the accumulators stay in registers)
+// R rows, SPLIT = A has codes >= 128 (both compile-time after inlining: the
+// accumulators stay in registers)
 QL_AVX2 static inline __attribute__((always_inline)) void
-tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part,
-     int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
+tile(const int R, const int SPLIT, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
+     int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
     __m256i acc0[MR], acc1[MR];
+    const __m256i ones = _mm256_set1_epi16(1), m7f = _mm256_set1_epi8(0x7f);
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         if (flags & QL_KFIRST) {
@@ -107,15 +124,24 @@ tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int3
         }
     }
     for (int64_t s = 0; s < ns; s++, ap += MR * 4, wp += NR * 4) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)wp);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)wp);          // columns 0..7, 4 bytes each
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));   // columns 8..15
         #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            int32_t pr;
-            memcpy(&pr, ap + r * 4, 4);
-            __m256i av = _mm256_set1_epi32(pr);
-            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(av, w0));
-            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(av, w1));
+            int32_t q;
+            memcpy(&q, ap + r * 4, 4);
+            if (!SPLIT) {
+                __m256i av = _mm256_set1_epi32(q);
+                acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones));
+                acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones));
+            } else {   // a = (a & 127) + (a & 128): two exact products, summed in s32
+                __m256i av = _mm256_set1_epi32(q);
+                __m256i lo = _mm256_and_si256(av, m7f), hi = _mm256_xor_si256(av, lo);
+                acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w0), ones));
+                acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w1), ones));
+                acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, w0), ones));
+                acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, w1), ones));
+            }
         }
     }
     if (!(flags & QL_KLAST)) {
@@ -134,11 +160,20 @@ tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int3
 QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
                                 int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
                                 int64_t ldy) {
-    switch (mr) {
-    case 1: tile(1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 2: tile(2, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 3: tile(3, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    default: tile(4, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    if (flags & QL_AHIGH) {
+        switch (mr) {
+        case 1: tile(1, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        case 2: tile(2, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        case 3: tile(3, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        default: tile(4, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        }
+    } else {
+        switch (mr) {
+        case 1: tile(1, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        case 2: tile(2, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        case 3: tile(3, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        default: tile(4, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+        }
     }
     /* explicit: the tile's tail call skips the compiler's vzeroupper, and dirty
      * upper ymm halves make every SSE instruction after us several times slower */
@@ -146,6 +181,6 @@ QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, c
 }
 
 const ql_qgemm_impl ql_qgemm_impl_avx2 = {
-    .isa = QL_ISA_AVX2, .mr = MR, .nr = NR, .kstep = 2, .kc_steps = 384, .mc_max = 96,
+    .isa = QL_ISA_AVX2, .mr = MR, .nr = NR, .kstep = 4, .kc_steps = 256, .mc_max = 96,
     .pack_a = pack_a_avx2, .kernel = kernel_avx2,
 };

@@ -11,9 +11,10 @@
 #define MR 8
 #define NR 32
 
-static void pack_a_vnni(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
+static int pack_a_vnni(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
                         uint8_t *dst) {
     ql_qgemm_pack_a_quads(a, lda, rows, k, s0, ns, dst, MR);
+    return 0;   // dpbusd / scalar products never saturate
 }
 
 // 16 s32 (columns n0 .. n0+15) -> y as s32 / f32 / requantized u8; nr < 16 through a copy

@@ -44,9 +44,10 @@ void ql_qgemm_pack_a_quads(const uint8_t *a, int64_t lda, int rows, int k, int64
         }
 }
 
-static void pack_a_scalar(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
+static int pack_a_scalar(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0, int64_t ns,
                           uint8_t *dst) {
     ql_qgemm_pack_a_quads(a, lda, rows, k, s0, ns, dst, MR);
+    return 0;   // dpbusd / scalar products never saturate
 }
 
 // tile acc (mr x nr, row stride lda) + off -> y as s32, u8 (requantized) or f32

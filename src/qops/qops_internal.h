@@ -1,9 +1,9 @@
 /* Internals of the INT8 kernels (not part of the public API).
  *
  * Packed GEMM layout, shared by every ISA (only MR, NR, KSTEP differ):
- *   K is cut into "steps" of KSTEP values (2 for AVX2 madd on s16 pairs,
- *   4 for VNNI dpbusd / the scalar kernel on byte quads); every step of every
- *   row or column takes 4 bytes.
+ *   K is cut into "steps" of KSTEP = 4 values (byte quads, as VNNI dpbusd
+ *   and AVX2 maddubs consume them); every step of every row or column takes
+ *   4 bytes.
  *   W: panels of NR output columns; panel p, step s, column c at
  *      w + ((p*ksteps + s)*NR + c)*4   (zero padded past N and K)
  *   A: packed per call in groups of MR rows for one K block of ns steps;
@@ -31,7 +31,9 @@ typedef struct {
     int32_t y_zero;
 } ql_qgemm_ctx;
 
-enum { QL_KFIRST = 1, QL_KLAST = 2 };
+/* KFIRST/KLAST: first/last K block; AHIGH: the packed A block has codes
+ * >= 128 (pack_a says so; kernels whose products could saturate need it) */
+enum { QL_KFIRST = 1, QL_KLAST = 2, QL_AHIGH = 4 };
 
 /* One micro-tile: rows mr <= MR, columns nr <= NR, ns steps. part (MR*NR s32)
  * holds partial sums between K blocks: loaded unless KFIRST, stored unless
@@ -39,8 +41,9 @@ enum { QL_KFIRST = 1, QL_KLAST = 2 };
 typedef void (*ql_qgemm_kernel_fn)(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
                                    int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0,
                                    void *y, int64_t ldy);
-/* rows x [s0, s0+ns) steps of A (row stride lda, K columns) -> packed groups */
-typedef void (*ql_qgemm_pack_a_fn)(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
+/* rows x [s0, s0+ns) steps of A (row stride lda, K columns) -> packed groups;
+ * returns nonzero when some packed code is >= 128 */
+typedef int (*ql_qgemm_pack_a_fn)(const uint8_t *a, int64_t lda, int rows, int k, int64_t s0,
                                    int64_t ns, uint8_t *dst);
 
 typedef struct {

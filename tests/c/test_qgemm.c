@@ -26,6 +26,8 @@ typedef struct {
     int32_t a_zero, y_zero, qmin, qmax;
     int bias, fbias;
     float mult_lo, mult_hi;
+    int amax;       /* A codes in [0, amax] (0: 255); 127 = 7-bit activations */
+    int hot_row;    /* >= 0: that one row also holds codes up to 255 */
 } gemm_case;
 
 // runs one case on one ISA; returns the number of mismatching elements
@@ -36,7 +38,10 @@ static long run_case(const gemm_case *g, ql_isa isa) {
     int8_t *w = malloc((size_t)n * k + 1);
     int32_t *bias = malloc(sizeof(int32_t) * n), *ref = malloc(sizeof(int32_t) * (size_t)(m * n));
     float *mult = malloc(sizeof(float) * n), *fb = malloc(sizeof(float) * n);
-    for (int64_t i = 0; i < m * lda; i++) a[i] = (uint8_t)rnd(256);
+    uint32_t amax = g->amax ? (uint32_t)g->amax : 255;
+    for (int64_t i = 0; i < m * lda; i++) a[i] = (uint8_t)rnd(amax + 1);
+    if (g->hot_row >= 0 && g->hot_row < m)
+        for (int64_t i = 0; i < g->k; i++) a[g->hot_row * lda + i] = (uint8_t)(128 + rnd(128));
     for (int64_t i = 0; i < (int64_t)n * k; i++) w[i] = (int8_t)(rnd(256) - 128);
     for (int j = 0; j < n; j++) {
         bias[j] = (int32_t)rnd(200001) - 100000;
@@ -98,6 +103,10 @@ static gemm_case random_case(void) {
     g.ldy = g.n + (rnd(2) ? 0 : rnd(5));
     g.a_zero = rnd(4) ? zeros[rnd(3)] : (int32_t)rnd(256);
     g.y_zero = zeros[rnd(3)];
+    // 7-bit activations (the fast AVX2 path), 8-bit, or 7-bit with one 8-bit row
+    g.amax = rnd(2) ? 127 : 255;
+    g.hot_row = g.amax == 127 && rnd(3) == 0 ? (int)rnd((uint32_t)g.m) : -1;
+    if (g.amax == 127 && g.a_zero > 127) g.a_zero = (int32_t)rnd(128);
     g.qmin = 0; g.qmax = 255;
     if (rnd(3) == 0) { g.qmin = g.y_zero; g.qmax = 255 - (int32_t)rnd(100); }   // fused relu(6)
     g.bias = rnd(2);
@@ -132,7 +141,9 @@ TEST(qgemm_odd_shapes_every_size) {
             for (int j = 0; j < NSIZES; j++) {
                 gemm_case g = {.m = sizes[i], .n = sizes[j], .k = ks[(i + j) % 10], .a_zero = zeros[j % 3],
                                .y_zero = zeros[i % 3], .qmin = 0, .qmax = 255, .bias = j & 1,
-                               .fbias = i & 1, .mult_lo = 0.001f, .mult_hi = 0.02f};
+                               .fbias = i & 1, .mult_lo = 0.001f, .mult_hi = 0.02f,
+                               .amax = (i + j) % 2 ? 127 : 255, .hot_row = -1};
+                if (g.amax == 127) g.a_zero = g.a_zero > 127 ? 127 : g.a_zero;
                 g.lda = g.k; g.ldy = g.n;
                 long b = run_case(&g, (ql_isa)isa);
                 CHECK_MSG(b == 0, "%s: M=%lld N=%d K=%d: %ld bad", ql_isa_name((ql_isa)isa),
@@ -147,7 +158,12 @@ TEST(qgemm_large_k_blocks_and_threads) {
         {.m = 1, .n = 520, .k = 2304, .a_zero = 255, .y_zero = 128, .qmin = 0, .qmax = 255, .fbias = 1},
         {.m = 301, .n = 33, .k = 1153, .a_zero = 0, .y_zero = 255, .qmin = 0, .qmax = 255, .bias = 1},
         {.m = 200, .n = 64, .k = 576, .a_zero = 3, .y_zero = 7, .qmin = 7, .qmax = 200, .bias = 1},
+        {.m = 3136, .n = 64, .k = 576, .a_zero = 5, .y_zero = 0, .qmin = 0, .qmax = 127, .bias = 1, .amax = 127},
+        {.m = 777, .n = 96, .k = 2309, .a_zero = 64, .y_zero = 3, .qmin = 0, .qmax = 255, .fbias = 1,
+         .amax = 127, .hot_row = 400},
     };
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++)
+        if (!cs[c].amax) cs[c].hot_row = -1;
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
         cs[c].lda = cs[c].k; cs[c].ldy = cs[c].n;
         float s = 40.0f / (8192.0f * sqrtf((float)cs[c].k));
@@ -161,24 +177,27 @@ TEST(qgemm_large_k_blocks_and_threads) {
 }
 
 TEST(qgemm_no_saturation_at_extremes) {
-    // a = 255 against w = -128 / 127 everywhere: maddubs-style s16 sums would saturate
+    // a = 255 (8-bit: the split maddubs path) and a = 127 (7-bit: one maddubs
+    // per quad, 2*127*-128 = -32512 just inside s16) against w = -128 / 127
     int m = 5, n = 19, k = 4099;
     uint8_t *a = malloc((size_t)m * k);
     int8_t *w = malloc((size_t)n * k);
-    memset(a, 255, (size_t)m * k);
     for (int j = 0; j < n; j++) memset(w + (size_t)j * k, j % 2 ? 127 : 0x80, (size_t)k);
     int32_t *ref = malloc(sizeof(int32_t) * m * n), *y = malloc(sizeof(int32_t) * m * n);
-    for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++)
-        for (int az = 0; az <= 255; az += 255) {
-            ql_qgemm_epilogue e = {.a_zero = az};
-            ql_qgemm_s32_ref(m, n, k, a, k, w, ref, n, &e);
-            CHECK(ref[0] == (255 - az) * -128 * k && ref[1] == (255 - az) * 127 * k);
-            ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, (ql_isa)isa);
-            ql_qgemm_s32(p, m, a, k, y, n, &e);
-            CHECK_MSG(memcmp(y, ref, sizeof(int32_t) * m * n) == 0, "%s az=%d: %d vs %d",
-                      ql_isa_name((ql_isa)isa), az, y[0], ref[0]);
-            ql_qgemm_packed_free(p);
-        }
+    for (int av = 127; av <= 255; av += 128) {
+        memset(a, av, (size_t)m * k);
+        for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++)
+            for (int az = 0; az <= av; az += av) {
+                ql_qgemm_epilogue e = {.a_zero = az};
+                ql_qgemm_s32_ref(m, n, k, a, k, w, ref, n, &e);
+                CHECK(ref[0] == (av - az) * -128 * k && ref[1] == (av - az) * 127 * k);
+                ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, (ql_isa)isa);
+                ql_qgemm_s32(p, m, a, k, y, n, &e);
+                CHECK_MSG(memcmp(y, ref, sizeof(int32_t) * m * n) == 0, "%s a=%d az=%d: %d vs %d",
+                          ql_isa_name((ql_isa)isa), av, az, y[0], ref[0]);
+                ql_qgemm_packed_free(p);
+            }
+    }
     free(a); free(w); free(ref); free(y);
 }
 
