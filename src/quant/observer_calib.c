@@ -6,12 +6,15 @@
  * entropy: TensorRT's search on the |x| histogram (the signed histogram folded
  *   at 0, bins cut at 0 split in proportion). Levels: 2^(bits-1) when the
  *   range is symmetric or the data has both signs, 2^bits for affine
- *   one-signed data (ReLU outputs: every code on one side). Candidate
- *   thresholds are the bin edges i*w, i = levels..bins (every 4th, then
- *   every one around the best); for each, the
- *   reference P is bins [0, i) with the outliers added to the last one, Q is
- *   P's bins merged into `levels` groups and spread back over the non-empty
- *   bins; both smoothed (eps 1e-4 on empty bins) and KL(P||Q) minimised.
+ *   one-signed data (ReLU outputs: every code on one side). Bin 0 takes bin
+ *   1's count (exact zeros cost nothing). Candidate thresholds are the bin
+ *   edges i*w, every i = levels..bins (the KL is not unimodal: a coarse
+ *   stride lands in the wrong dip); for each, the reference P is bins [0, i)
+ *   with the outliers added to the last one, Q is the same bins without the
+ *   outliers merged into `levels` groups of i/levels bins (group of bin k:
+ *   floor(k*levels/i)) and spread back over the non-empty bins; both
+ *   smoothed (eps 1e-4 on empty bins) and KL(P||Q) minimised, ties keeping
+ *   the larger t. As NVIDIA's pytorch-quantization (calib/histogram.py).
  *   Affine two-signed: [max(min, -t), min(max, t)].
  * mse: the expected squared error of quantize-dequantize, integrated
  *   exactly over each bin (values uniform inside a bin), for shrunk ranges:
@@ -27,7 +30,6 @@
 
 #define MSE_GRID 25       /* coarse grid of shrink factors k/25 */
 #define MSE_FINE 20       /* then 20 steps between the best one's neighbours */
-#define ENT_STRIDE 4      /* entropy: thresholds tried on a stride, then refined */
 #define MSE_RAW_MAX 16384 /* per-channel mse: raw values up to this many per channel */
 
 /* |x| histogram of counts[bins] over [lo, hi]: out[bins] over [0, amax]. */
@@ -106,9 +108,14 @@ static int smooth(double *p, int n) {
 static double kl_at(const double *h, int i, int levels, double outliers, double *p, double *q) {
     for (int k = 0; k < i; k++) p[k] = h[k];
     p[i - 1] += outliers;
-    int merged = i / levels;
+    /* group g is bins [ceil(g*i/levels), ceil((g+1)*i/levels)): i/levels bins each,
+     * the uniform quantizer of [0, t]. Groups of floor(i/levels) with the rest in
+     * the last one model a quantizer with one huge top step instead: at
+     * i = 2*levels-1 Q copies P bin for bin below t/2 and the KL is tiny, so
+     * ReLU6 outputs got t = 6*511/2048 = 1.497. */
     for (int g = 0; g < levels; g++) {
-        int a = g * merged, b = g == levels - 1 ? i : a + merged;
+        int a = (int)(((int64_t)g * i + levels - 1) / levels);
+        int b = (int)(((int64_t)(g + 1) * i + levels - 1) / levels);
         double sum = 0;
         int nz = 0;
         for (int k = a; k < b; k++) { sum += h[k]; nz += h[k] != 0; }
@@ -134,6 +141,11 @@ ql_status ql_calib_entropy(const float *counts, int bins, float lo, float hi, in
     if (!h) return ql_error(QL_ENOMEM, "observer entropy: no memory");
     double *p = h + bins, *q = h + 2 * bins, A;
     fold_abs(counts, bins, lo, hi, h, &A);
+    /* 0 is a code of every quantizer here: exact zeros (ReLU's spike, often half
+     * the tensor) cost nothing, yet merged into Q's first group they dominate the
+     * KL and pull t down until that group is bin 0 alone. Bin 0 gets its
+     * neighbour's count, as NVIDIA's pytorch-quantization does (bins[0] = bins[1]). */
+    h[0] = h[1];
     int best = bins;
     if (levels < bins) {
         /* outliers beyond bin i: suffix sums */
@@ -141,15 +153,9 @@ ql_status ql_calib_entropy(const float *counts, int bins, float lo, float hi, in
         if (!tail) { ql_free(h); return ql_error(QL_ENOMEM, "observer entropy: no memory"); }
         tail[bins] = 0;
         for (int k = bins - 1; k >= 0; k--) tail[k] = tail[k + 1] + h[k];
-        /* every ENT_STRIDE-th threshold, then every one around the best */
+        /* every threshold (~30 ms at 2048 bins), widest first: ties keep the wider range */
         double best_kl = INFINITY;
-        for (int i = bins; i >= levels; i -= ENT_STRIDE) {
-            double kl = kl_at(h, i, levels, tail[i], p, q);
-            if (kl < best_kl) { best_kl = kl; best = i; }
-        }
-        int a = best - ENT_STRIDE + 1 > levels ? best - ENT_STRIDE + 1 : levels;
-        int b = best + ENT_STRIDE - 1 < bins ? best + ENT_STRIDE - 1 : bins;
-        for (int i = a; i <= b; i++) {
+        for (int i = bins; i >= levels; i--) {
             double kl = kl_at(h, i, levels, tail[i], p, q);
             if (kl < best_kl) { best_kl = kl; best = i; }
         }

@@ -1,7 +1,8 @@
 /* Observers: PyTorch 1.13 numbers from data/fixtures/observers.safetensors
  * (scripts/fixtures/make_observer_fixtures.py) for minmax, moving average,
  * per-channel and histogram observers after each cumulative batch; quant
- * ranges; percentile / entropy / mse choices on data with outliers; freeze,
+ * ranges; percentile / entropy / mse choices on data with outliers; the
+ * entropy search against a plain reference (ReLU6, Gaussian); freeze,
  * degenerate inputs, bad options, clone independence, no leaks. */
 #include <float.h>
 #include <stdint.h>
@@ -325,6 +326,121 @@ TEST(observer_calibration_clips_outliers) {
     calib_case(0, 1);
     calib_case(1, 0);
     calib_case(1, 1);
+    CHECK(ql_mem_current() == mem0);
+}
+
+/* A plain KL search written apart from observer_calib.c, from TensorRT's
+ * description (Migacz, GTC 2017) as NVIDIA's pytorch-quantization codes it:
+ * h = the counts (non-negative data with an exact 0: the |x| histogram over
+ * [0, A]), bin 0 set to bin 1; for every i in [levels, bins]: P = h[0, i)
+ * with the count beyond i added to P[i-1]; level of bin k = floor(k*levels/i),
+ * each level's count of h[0, i) spread evenly over its non-empty bins: Q;
+ * empty bins of P and Q get 1e-4 taken evenly from the others (as ONNX
+ * Runtime's smooth_distribution); KL(P||Q) of the normalised two. Returns the
+ * i of the smallest KL, the largest such i on ties. */
+static int ref_kl_bin(const float *counts, int nb, int levels) {
+    double *h = malloc(sizeof(double) * nb * 3), *p = h + nb, *q = h + 2 * nb;
+    double *lsum = calloc(levels, sizeof(double));
+    int *lnz = calloc(levels, sizeof(int)), best = nb;
+    for (int k = 0; k < nb; k++) h[k] = counts[k];
+    h[0] = h[1];
+    double best_kl = INFINITY;
+    for (int i = nb; i >= levels; i--) {
+        double out = 0;
+        for (int k = i; k < nb; k++) out += h[k];
+        memset(lsum, 0, sizeof(double) * levels);
+        memset(lnz, 0, sizeof(int) * levels);
+        for (int k = 0; k < i; k++) {
+            int l = (int)((int64_t)k * levels / i);
+            lsum[l] += h[k];
+            lnz[l] += h[k] > 0;
+        }
+        int zp = 0, zq = 0;
+        for (int k = 0; k < i; k++) {
+            int l = (int)((int64_t)k * levels / i);
+            p[k] = h[k] + (k == i - 1 ? out : 0);
+            q[k] = h[k] > 0 ? lsum[l] / lnz[l] : 0;
+            zp += p[k] == 0; zq += q[k] == 0;
+        }
+        if (zp == i || zq == i) continue;
+        double tp = 1e-4 * zp / (i - zp), tq = 1e-4 * zq / (i - zq), sp = 0, sq = 0, kl = 0;
+        int bad = 0;
+        for (int k = 0; k < i; k++) {
+            p[k] = p[k] == 0 ? 1e-4 : p[k] - tp;
+            q[k] = q[k] == 0 ? 1e-4 : q[k] - tq;
+            bad |= p[k] <= 0 || q[k] <= 0;
+            sp += p[k]; sq += q[k];
+        }
+        if (bad) continue;
+        for (int k = 0; k < i; k++) kl += p[k] / sp * log((p[k] / sp) / (q[k] / sq));
+        if (kl < best_kl) { best_kl = kl; best = i; }
+    }
+    free(h); free(lsum); free(lnz);
+    return best;
+}
+
+/* The entropy observer's top on x (min 0), and the reference's: hist top * i / bins. */
+static void entropy_case(const ql_tensor *x, ql_dtype dt, int sym, int levels, float *top, float *ref_top) {
+    ql_observer *o = make(QL_OBS_ENTROPY, dt, sym, 0);
+    CHECK(o != NULL);
+    *top = *ref_top = NAN;
+    if (!o) return;
+    CHECK_OK(ql_observer_observe(o, x));
+    float lo, hi, hlo, hhi;
+    const float *counts; int bins;
+    CHECK_OK(ql_observer_range(o, 0, &lo, &hi));
+    CHECK_OK(ql_observer_histogram(o, &counts, &bins, &hlo, &hhi));
+    CHECK(hlo == 0.0f && lo == (sym ? -hi : 0.0f));
+    *top = hi;
+    *ref_top = (float)((double)hhi * ref_kl_bin(counts, bins, levels) / bins);
+    ql_observer_free(o);
+}
+
+/* ReLU6 outputs: half of them exactly 0 (the ReLU) and 5 % exactly 6 (the
+ * saturation). Clipping below 6 moves that spike into P's last bin, where Q
+ * has almost nothing: the KL minimum keeps 6. Before the fix, levels were
+ * groups of floor(i/256) bins with the rest in the last one and bin 0 (the
+ * zeros) was merged with its neighbours: [0, 6*511/2048 = 1.497] at sigma 1. */
+TEST(observer_entropy_relu6) {
+    int64_t mem0 = ql_mem_current(), n = 1 << 20;
+    ql_tensor *t = ql_tensor_new(QL_DTYPE_F32, 1, &n);
+    float *x = ql_f32(t);
+    const float sigmas[] = { 0.5f, 1.0f, 2.0f };
+    for (int s = 0; s < 3; s++) {
+        ql_rng r;
+        ql_rng_seed(&r, 11);
+        for (int64_t i = 0; i < n; i++) {
+            float v = ql_rng_normal(&r) * sigmas[s];
+            x[i] = i % 20 == 0 ? 6.0f : v < 0 ? 0.0f : v > 6 ? 6.0f : v;
+        }
+        float top, ref;
+        entropy_case(t, QL_DTYPE_U8, 0, 256, &top, &ref);
+        CHECK_MSG(top >= 5.9f, "relu6 sigma %g: entropy range [0, %g], the spike at 6 clipped", sigmas[s], top);
+        CHECK_MSG(top == ref, "relu6 sigma %g: entropy top %.9g, reference %.9g", sigmas[s], top, ref);
+    }
+    ql_tensor_free(t);
+    CHECK(ql_mem_current() == mem0);
+}
+
+/* |N(0,1)| (2^20 values, one exact 0), symmetric s8: TensorRT's own setting,
+ * 128 levels on a 2048-bin |x| histogram. A numpy version of the reference
+ * (vectorised, run on this histogram as read back from the observer) gives
+ * bin 1693 of 2048 over [0, 5.494]: t = 4.5416 sigma. The KL is flat out
+ * there (t = 4.90 is within 1 %), so besides the exact comparison only a band
+ * is asked. */
+TEST(observer_entropy_gaussian) {
+    int64_t mem0 = ql_mem_current(), n = 1 << 20;
+    ql_tensor *t = ql_tensor_new(QL_DTYPE_F32, 1, &n);
+    float *x = ql_f32(t);
+    ql_rng r;
+    ql_rng_seed(&r, 7);
+    for (int64_t i = 0; i < n; i++) x[i] = fabsf(ql_rng_normal(&r));
+    x[0] = 0.0f;
+    float top, ref;
+    entropy_case(t, QL_DTYPE_S8, 1, 128, &top, &ref);
+    CHECK_MSG(top > 4.0f && top < 5.0f, "N(0,1): entropy threshold %g, expected 4..5 sigma", top);
+    CHECK_MSG(top == ref, "N(0,1): entropy threshold %.9g, reference %.9g", top, ref);
+    ql_tensor_free(t);
     CHECK(ql_mem_current() == mem0);
 }
 
