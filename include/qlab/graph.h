@@ -106,6 +106,8 @@ typedef struct ql_node {
     ql_dtype out_dtype;                 /* QL_DTYPE_F32, or QL_DTYPE_U8 for quantized ops */
     float out_scale;                    /* u8 output: x = (q - out_zero) * out_scale */
     int32_t out_zero;
+    int32_t out_qmin, out_qmax;         /* u8 output codes stay in [out_qmin, out_qmax]: the observer's
+                                           range (0..127 with reduce_range), 0..255 by default */
     ql_qplan plan;                      /* set by prepare */
     ql_observer *obs;                   /* prepared: observes this node's f32 output (owned) */
     ql_observer *wobs;                  /* QAT: weight observer of the weight fake-quant (owned) */

@@ -59,6 +59,7 @@ typedef struct {
     float y_scale; int32_t y_zero;
     int relu;                /* 0 none, 1 relu, 2 relu6 (fused into the clamp) */
     int f32_out;             /* 1: write dequantized f32 instead of u8 */
+    int32_t y_qmin, y_qmax;  /* output code range (reduce_range: 0..127); y_qmax 0 means 255 */
 } ql_qconv_params;
 
 /* s: the conv geometry (s->n is ignored; batch given at run time). */
@@ -80,6 +81,7 @@ typedef struct {
     float y_scale; int32_t y_zero;
     int relu;
     int f32_out;
+    int32_t y_qmin, y_qmax;  /* as in ql_qconv_params */
 } ql_qlinear_params;
 ql_qlinear *ql_qlinear_new(int k, int n, const ql_qlinear_params *p, ql_isa isa);
 void        ql_qlinear_free(ql_qlinear *l);
@@ -97,5 +99,7 @@ void ql_qglobal_avgpool_u8(int n, int hw, int c, const uint8_t *x, float sx, int
 
 /* Output clamp for a fused activation: relu 0/1/2 -> [qmin, qmax] in u8 codes. */
 void ql_qrelu_bounds(int relu, float y_scale, int32_t y_zero, int32_t *qmin, int32_t *qmax);
+/* The same, narrowed to the output's code range [lo, hi] (hi 0 means 255). */
+void ql_qout_bounds(int relu, float y_scale, int32_t y_zero, int32_t lo, int32_t hi, int32_t *qmin, int32_t *qmax);
 
 #endif

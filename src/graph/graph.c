@@ -206,6 +206,7 @@ int ql_graph_add(ql_graph *g, const char *name, ql_op_type op, const int *inputs
     strcpy(n->precision, "f32");
     n->out_dtype = QL_DTYPE_F32;
     n->out_scale = 1.0f;
+    n->out_qmax = 255;
     if (def->infer(n, in) != QL_OK || (def->make_params && def->make_params(n) != QL_OK)) {
         node_clear(n);
         return -1;

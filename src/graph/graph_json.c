@@ -134,7 +134,12 @@ static cJSON *node_to_json(const ql_graph *g, const ql_node *n) {
         if (n->out_dtype == QL_DTYPE_U8) {   /* the output's quantization parameters */
             cJSON *q = cJSON_AddObjectToObject(o, "qparams");
             if (!q || !cJSON_AddNumberToObject(q, "scale", float_for_json(n->out_scale)) ||
-                !cJSON_AddNumberToObject(q, "zero_point", n->out_zero)) { cJSON_Delete(o); return NULL; }
+                !cJSON_AddNumberToObject(q, "zero_point", n->out_zero) ||
+                ((n->out_qmin != 0 || n->out_qmax != 255) &&   /* written only when narrowed */
+                 (!cJSON_AddNumberToObject(q, "qmin", n->out_qmin) || !cJSON_AddNumberToObject(q, "qmax", n->out_qmax)))) {
+                cJSON_Delete(o);
+                return NULL;
+            }
         }
         if (cJSON_AddStringToObject(o, "precision", n->precision)) return o;
         in = at = NULL;
@@ -183,7 +188,7 @@ typedef struct {
     const char *precision;
     int has_q;                   /* "qparams" given */
     float scale;
-    int zero_point;
+    int zero_point, qmin, qmax;
     int placed;                  /* index in the built graph, 0 until placed */
 } jnode;
 
@@ -225,6 +230,20 @@ static ql_status parse_node(const cJSON *j, int idx, jnode *n) {
             return bad("node '%s': \"qparams\" must be {\"scale\": > 0, \"zero_point\": 0..255}%s", n->name, "");
         n->scale = (float)sc->valuedouble;
         n->zero_point = (int)zp->valuedouble;
+        // optional output code range (reduce_range): 0 <= qmin <= zero_point, qmin < qmax <= 255
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(q, "qmin"), *hi = cJSON_GetObjectItemCaseSensitive(q, "qmax");
+        n->qmin = 0; n->qmax = 255;
+        for (const cJSON *k = q->child; k; k = k->next)
+            if (strcmp(k->string, "scale") && strcmp(k->string, "zero_point") && strcmp(k->string, "qmin") &&
+                strcmp(k->string, "qmax"))
+                return bad("node '%s': unknown \"qparams\" key '%s'", n->name, k->string);
+        if ((lo && (!cJSON_IsNumber(lo) || lo->valuedouble != floor(lo->valuedouble))) ||
+            (hi && (!cJSON_IsNumber(hi) || hi->valuedouble != floor(hi->valuedouble))))
+            return bad("node '%s': \"qmin\" / \"qmax\" must be integers%s", n->name, "");
+        if (lo) n->qmin = lo->valuedouble < -1 ? -1 : lo->valuedouble > 256 ? 256 : (int)lo->valuedouble;
+        if (hi) n->qmax = hi->valuedouble < -1 ? -1 : hi->valuedouble > 256 ? 256 : (int)hi->valuedouble;
+        if (n->qmin < 0 || n->qmax > 255 || n->qmin >= n->qmax || n->zero_point < n->qmin || n->zero_point > n->qmax)
+            return bad("node '%s': \"qparams\" need 0 <= qmin <= zero_point <= qmax <= 255, qmin < qmax%s", n->name, "");
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "inputs");
     if (!cJSON_IsArray(in)) return bad("node '%s': no \"inputs\" array%s", n->name, "");
@@ -297,7 +316,11 @@ static ql_status build(ql_graph *g, jnode *ns, int n) {
             if ((g->nodes[at].out_dtype == QL_DTYPE_U8) != ns[i].has_q)
                 return bad("node '%s': %s", ns[i].name, ns[i].has_q ? "\"qparams\" given for an op without a quantized output"
                                                                    : "a quantized op needs \"qparams\"");
-            if (ns[i].has_q) { g->nodes[at].out_scale = ns[i].scale; g->nodes[at].out_zero = ns[i].zero_point; }
+            if (ns[i].has_q) {
+                ql_node *d = &g->nodes[at];
+                d->out_scale = ns[i].scale; d->out_zero = ns[i].zero_point;
+                d->out_qmin = ns[i].qmin; d->out_qmax = ns[i].qmax;
+            }
             ns[i].placed = at;
             done++;
             progress = 1;

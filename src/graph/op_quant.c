@@ -28,7 +28,8 @@ static ql_status need_u8(const ql_op_ctx *c, int k) {
 /* ---- quantize / dequantize -------------------------------------------- */
 static ql_status quantize_forward(ql_op_ctx *c) {
     if (c->x[0]->dtype != QL_DTYPE_F32) return ql_error(QL_ESTATE, "node '%s': quantize needs an f32 input", c->n->name);
-    ql_quantize_u8(c->y->numel, ql_f32(c->x[0]), c->n->out_scale, c->n->out_zero, 0, 255, c->y->data);
+    ql_quantize_u8(c->y->numel, ql_f32(c->x[0]), c->n->out_scale, c->n->out_zero, c->n->out_qmin, c->n->out_qmax,
+                   c->y->data);
     return QL_OK;
 }
 
@@ -56,7 +57,7 @@ static ql_status qadd_forward(ql_op_ctx *c) {
     QL_TRY(need_u8(c, 1));
     const ql_tensor *a = c->x[0], *b = c->x[1];
     int32_t lo, hi;
-    ql_qrelu_bounds(c->n->a.act, c->n->out_scale, c->n->out_zero, &lo, &hi);
+    ql_qout_bounds(c->n->a.act, c->n->out_scale, c->n->out_zero, c->n->out_qmin, c->n->out_qmax, &lo, &hi);
     ql_qadd_u8(c->y->numel, a->data, a->scale, a->zero_point, b->data, b->scale, b->zero_point,
                c->y->data, c->n->out_scale, c->n->out_zero, lo, hi);
     return QL_OK;
@@ -94,6 +95,10 @@ static ql_status qgavg_forward(ql_op_ctx *c) {
     const ql_tensor *x = c->x[0];
     ql_qglobal_avgpool_u8((int)c->batch, (int)(x->shape[1] * x->shape[2]), (int)x->shape[3], x->data, x->scale,
                           x->zero_point, c->y->data, c->n->out_scale, c->n->out_zero);
+    if (c->n->out_qmin > 0 || c->n->out_qmax < 255) {   // a narrowed code range (N*C values: cheap)
+        uint8_t *y = c->y->data, lo = (uint8_t)c->n->out_qmin, hi = (uint8_t)c->n->out_qmax;
+        for (int64_t i = 0; i < c->y->numel; i++) y[i] = y[i] < lo ? lo : y[i] > hi ? hi : y[i];
+    }
     return QL_OK;
 }
 

@@ -75,7 +75,7 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
     c->relu = p->relu; c->f32_out = p->f32_out;
     c->x_zero = p->x_zero; c->y_zero = p->y_zero;
     c->isa = isa > ql_isa_best() ? ql_isa_best() : isa;
-    ql_qrelu_bounds(p->relu, p->y_scale, p->y_zero, &c->qmin, &c->qmax);
+    ql_qout_bounds(p->relu, p->y_scale, p->y_zero, p->y_qmin, p->y_qmax, &c->qmin, &c->qmax);
     const int oc = sh.oc, groups = sh.groups, ocg = oc / groups;
     const int64_t kg = kgroup(&sh);
     if (sh.groups == sh.c && sh.oc == sh.c) c->kind = QCONV_DW;

@@ -96,3 +96,12 @@ void ql_qrelu_bounds(int relu, float y_scale, int32_t y_zero, int32_t *qmin, int
     *qmin = lo;
     *qmax = hi;
 }
+
+void ql_qout_bounds(int relu, float y_scale, int32_t y_zero, int32_t lo, int32_t hi, int32_t *qmin, int32_t *qmax) {
+    ql_qrelu_bounds(relu, y_scale, y_zero, qmin, qmax);
+    if (hi <= 0 || hi > 255) hi = 255;
+    if (lo < 0) lo = 0;
+    if (*qmin < lo) *qmin = lo;
+    if (*qmax > hi) *qmax = hi;
+    if (*qmin > *qmax) *qmin = *qmax;   // an empty range: one code, never an inverted clamp
+}

@@ -45,7 +45,7 @@ ql_qlinear *ql_qlinear_new(int k, int n, const ql_qlinear_params *p, ql_isa isa)
     if (!l) return NULL;
     l->k = k; l->n = n; l->relu = p->relu; l->f32_out = p->f32_out;
     l->x_zero = p->x_zero; l->y_zero = p->y_zero;
-    ql_qrelu_bounds(p->relu, p->y_scale, p->y_zero, &l->qmin, &l->qmax);
+    ql_qout_bounds(p->relu, p->y_scale, p->y_zero, p->y_qmin, p->y_qmax, &l->qmin, &l->qmax);
     l->bias_q = ql_calloc(sizeof(int32_t) * n);
     l->mult = ql_malloc(sizeof(float) * n);
     if (!l->bias_q || !l->mult) goto fail;

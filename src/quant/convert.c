@@ -16,6 +16,7 @@ typedef struct {
     int *fmap, *qmap;        /* [src nodes] index in dst of the f32 / u8 value, -1 = not made yet */
     float *scale;            /* [src nodes] qparams of the u8 value */
     int32_t *zero;
+    int32_t *qlo, *qhi;      /* [src nodes] its code range */
     unsigned char *q;        /* [src nodes] converted to INT8 */
 } conv_ctx;
 
@@ -32,10 +33,14 @@ static ql_op_type qop(ql_op_type op) {
     }
 }
 
-static ql_status observer_qparams(const ql_node *n, ql_observer *o, float *s, int32_t *z) {
+static ql_status observer_qparams(const ql_node *n, ql_observer *o, float *s, int32_t *z, int32_t *qlo,
+                                  int32_t *qhi) {
     if (!o || ql_observer_count(o) == 0)
         return ql_error(QL_ESTATE, "convert: node '%s' was never calibrated: run qlab.calibrate(model, loader) "
                         "after prepare", n->name);
+    ql_observer_qrange(ql_observer_options(o), qlo, qhi);
+    if (*qlo < 0) *qlo = 0;      // u8 storage whatever the observer's grid
+    if (*qhi > 255) *qhi = 255;
     return ql_observer_qparams(o, s, z);
 }
 
@@ -58,7 +63,7 @@ static int f32_value(conv_ctx *c, int i) {
 static int u8_value(conv_ctx *c, int i) {
     if (c->qmap[i] >= 0) return c->qmap[i];
     const ql_node *n = &c->src->nodes[i];
-    if (observer_qparams(n, n->obs, &c->scale[i], &c->zero[i]) != QL_OK) return -1;
+    if (observer_qparams(n, n->obs, &c->scale[i], &c->zero[i], &c->qlo[i], &c->qhi[i]) != QL_OK) return -1;
     char name[512];
     snprintf(name, sizeof name, "%s_quant", n->name);
     int idx = add_node(c, name, QL_OP_QUANTIZE, &c->fmap[i], 1, NULL);
@@ -66,6 +71,8 @@ static int u8_value(conv_ctx *c, int i) {
     ql_node *d = &c->dst->nodes[idx];
     d->out_scale = c->scale[i];
     d->out_zero = c->zero[i];
+    d->out_qmin = c->qlo[i];
+    d->out_qmax = c->qhi[i];
     strcpy(d->precision, "u8");
     return c->qmap[i] = idx;
 }
@@ -131,11 +138,15 @@ static ql_status convert_node(conv_ctx *c, int i) {
     if (ql_quant_passthrough(n->op)) {
         c->scale[i] = c->scale[n->inputs[0]];
         c->zero[i] = c->zero[n->inputs[0]];
+        c->qlo[i] = c->qlo[n->inputs[0]];
+        c->qhi[i] = c->qhi[n->inputs[0]];
     } else {
-        QL_TRY(observer_qparams(n, n->obs, &c->scale[i], &c->zero[i]));
+        QL_TRY(observer_qparams(n, n->obs, &c->scale[i], &c->zero[i], &c->qlo[i], &c->qhi[i]));
     }
     d->out_scale = c->scale[i];
     d->out_zero = c->zero[i];
+    d->out_qmin = c->qlo[i];
+    d->out_qmax = c->qhi[i];
     set_precision(d, &n->plan);
     if (n->op == QL_OP_CONV2D || n->op == QL_OP_LINEAR) {
         QL_TRY(quantize_weight(n, n->params[0].value, d));
@@ -155,8 +166,10 @@ ql_status ql_convert(ql_graph *g) {
     c.qmap = ql_malloc(sizeof(int) * nn);
     c.scale = ql_malloc(sizeof(float) * nn);
     c.zero = ql_malloc(sizeof(int32_t) * nn);
+    c.qlo = ql_malloc(sizeof(int32_t) * nn);
+    c.qhi = ql_malloc(sizeof(int32_t) * nn);
     c.q = ql_calloc((size_t)nn);
-    ql_status st = (c.dst && c.fmap && c.qmap && c.scale && c.zero && c.q) ? QL_OK : QL_ENOMEM;
+    ql_status st = (c.dst && c.fmap && c.qmap && c.scale && c.zero && c.qlo && c.qhi && c.q) ? QL_OK : QL_ENOMEM;
     for (int i = 0; st == QL_OK && i < nn; i++) {
         c.fmap[i] = c.qmap[i] = -1;
         c.q[i] = i > 0 && g->nodes[i].plan.mode == QL_QMODE_INT8 && ql_quant_supported(g->nodes[i].op);
@@ -175,6 +188,6 @@ ql_status ql_convert(ql_graph *g) {
         *c.dst = tmp;
     }
     ql_graph_free(c.dst);
-    ql_free(c.fmap); ql_free(c.qmap); ql_free(c.scale); ql_free(c.zero); ql_free(c.q);
+    ql_free(c.fmap); ql_free(c.qmap); ql_free(c.scale); ql_free(c.zero); ql_free(c.qlo); ql_free(c.qhi); ql_free(c.q);
     return st;
 }

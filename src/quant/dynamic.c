@@ -125,6 +125,8 @@ static ql_status copy_node(ql_graph *dst, const ql_node *n) {
     strcpy(d->precision, n->precision);
     d->out_scale = n->out_scale;
     d->out_zero = n->out_zero;
+    d->out_qmin = n->out_qmin;
+    d->out_qmax = n->out_qmax;
     d->plan = n->plan;
     if (n->obs && !(d->obs = ql_observer_clone(n->obs))) return QL_ENOMEM;
     return QL_OK;

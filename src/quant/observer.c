@@ -384,8 +384,8 @@ static ql_status compute_ranges(const ql_observer *co) {
     case QL_OBS_PERCENTILE:
         ql_calib_percentile(cnt, nb, hlo, hhi, o->opts.percentile, sym, &o->rlo[0], &o->rhi[0]);
         break;
-    case QL_OBS_ENTROPY:
-        QL_TRY(ql_calib_entropy(cnt, nb, hlo, hhi, bits, sym, &o->rlo[0], &o->rhi[0]));
+    case QL_OBS_ENTROPY:   // the KL search merges into the codes really used: one bit fewer with reduce_range
+        QL_TRY(ql_calib_entropy(cnt, nb, hlo, hhi, bits - (o->opts.reduce_range ? 1 : 0), sym, &o->rlo[0], &o->rhi[0]));
         break;
     case QL_OBS_MSE:
         if (o->opts.per_channel) {
