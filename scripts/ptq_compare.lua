@@ -1,12 +1,14 @@
 -- Static PTQ side by side: per-channel vs per-tensor weights, and the six
 -- activation observers, on the shipped models. Top-1 on the test set.
+-- Activations on 7 bits (reduce_range), as qlab.qconfig.default(); --8bit
+-- observes them on the full 8 bits instead.
 --   ./qlab --script scripts/ptq_compare.lua [--quick] [model ...]
 --   (default models: resnet18 mobilenet_v2; --quick: 2,000 test images, 20 calibration batches)
 local qlab = require "qlab"
 
-local quick, models = false, {}
+local quick, reduce, models = false, true, {}
 for _, a in ipairs(arg) do
-  if a == "--quick" then quick = true else models[#models + 1] = a end
+  if a == "--quick" then quick = true elseif a == "--8bit" then reduce = false else models[#models + 1] = a end
 end
 if #models == 0 then models = {"resnet18", "mobilenet_v2"} end
 qlab.seed(0)
@@ -20,8 +22,8 @@ local results = {}
 for _, name in ipairs(models) do
   local fp32 = qlab.load("data/models/" .. name .. "_fmnist.qlm")
   local base = qlab.evaluate(fp32, val).top1
-  print(string.format("\n%s: FP32 top-1 %.2f %% (%s test images, %d calibration batches of 32)",
-    name, base, quick and "2,000" or "10,000", nbatches))
+  print(string.format("\n%s: FP32 top-1 %.2f %% (%s test images, %d calibration batches of 32, %d-bit activations)",
+    name, base, quick and "2,000" or "10,000", nbatches, reduce and 7 or 8))
   print(string.format("  %-16s %14s %14s", "activations", "per-channel", "per-tensor"))
   results[name] = {fp32 = base}
   for _, obs in ipairs(observers) do
@@ -29,7 +31,7 @@ for _, name in ipairs(models) do
     for _, gran in ipairs{"per_channel", "per_tensor"} do
       local m = fp32:clone()
       m:fuse()
-      m:prepare(qlab.qconfig{activation = qlab.observer[obs]{},
+      m:prepare(qlab.qconfig{activation = qlab.observer[obs]{reduce_range = reduce},
                              weight = qlab.observer.minmax{dtype = "s8", symmetric = true,
                                                            per_channel = gran == "per_channel"}})
       qlab.calibrate(m, train:loader{batch = 32, shuffle = true, seed = 1, batches = nbatches})

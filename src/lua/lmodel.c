@@ -60,6 +60,14 @@ static int l_nodes(lua_State *L) {
         lua_pushinteger(L, ql_node_param_count(n)); lua_setfield(L, -2, "params");
         lua_pushstring(L, n->precision); lua_setfield(L, -2, "precision");
         lua_pushinteger(L, i); lua_setfield(L, -2, "index");
+        if (n->out_dtype == QL_DTYPE_U8) {   // u8 output: x = (q - zero_point) * scale, q in [qmin, qmax]
+            lua_createtable(L, 0, 4);
+            lua_pushnumber(L, n->out_scale); lua_setfield(L, -2, "scale");
+            lua_pushinteger(L, n->out_zero); lua_setfield(L, -2, "zero_point");
+            lua_pushinteger(L, n->out_qmin); lua_setfield(L, -2, "qmin");
+            lua_pushinteger(L, n->out_qmax); lua_setfield(L, -2, "qmax");
+            lua_setfield(L, -2, "qparams");
+        }
         lua_rawseti(L, -2, i);
     }
     return 1;

@@ -322,3 +322,57 @@ TEST(model_file_truncated_and_corrupted) {
     unlink(path);
     unlink(cut);
 }
+
+/* A quantized output's code range (reduce_range: 0..127) is part of the file:
+ * kept through a round trip, applied by the node, checked when read. */
+#define QHEAD "{\"format\":\"qlab.graph\",\"version\":1,\"input\":[4],\"output\":\"dq\",\"nodes\":["
+#define QDQ(qp) QHEAD "{\"name\":\"q\",\"op\":\"quantize\",\"inputs\":[\"input\"],\"qparams\":" qp "}," \
+    "{\"name\":\"dq\",\"op\":\"dequantize\",\"inputs\":[\"q\"]}]}"
+
+TEST(model_file_qparams_code_range) {
+    ql_graph *g = NULL;
+    CHECK_OK(ql_graph_from_json(QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmin\":0,\"qmax\":127}"), &g));
+    if (g) {
+        CHECK(g->nodes[1].out_qmin == 0 && g->nodes[1].out_qmax == 127);
+        int64_t xs[2] = {1, 4};
+        ql_tensor *x = ql_tensor_new(QL_DTYPE_F32, 2, xs);
+        const float in[4] = {1000.0f, 2.0f, -1000.0f, 58.5f};
+        memcpy(x->data, in, sizeof in);
+        const ql_tensor *y;
+        CHECK_OK(ql_graph_forward(g, x, &y, 0));
+        // codes: 127 (not 255), 14, 0, 127 -> (q - 10) * 0.5
+        const float *o = ql_f32(y);
+        CHECK(o[0] == 58.5f && o[1] == 2.0f && o[2] == -5.0f && o[3] == 58.5f);
+        char *j = ql_graph_to_json(g);
+        CHECK(j && strstr(j, "\"qmin\":0") && strstr(j, "\"qmax\":127"));
+        ql_graph *h = NULL;
+        CHECK_OK(ql_graph_from_json(j, &h));
+        CHECK(h && h->nodes[1].out_qmax == 127);
+        ql_graph_free(h);
+        ql_free(j);
+        ql_tensor_free(x);
+    }
+    ql_graph_free(g);
+    // the full range is the default and is not written
+    g = NULL;
+    CHECK_OK(ql_graph_from_json(QDQ("{\"scale\":0.5,\"zero_point\":10}"), &g));
+    char *j = g ? ql_graph_to_json(g) : NULL;
+    CHECK(g && g->nodes[1].out_qmin == 0 && g->nodes[1].out_qmax == 255 && j && !strstr(j, "qmax"));
+    ql_free(j);
+    ql_graph_free(g);
+    static const char *const bad[] = {
+        QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmax\":300}"),
+        QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmin\":11}"),
+        QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmax\":9}"),
+        QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmax\":127.5}"),
+        QDQ("{\"scale\":0.5,\"zero_point\":10,\"qmin\":5,\"qmax\":5}"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        g = NULL;
+        CHECK_MSG(ql_graph_from_json(bad[i], &g) != QL_OK && !g, "accepted %s", bad[i]);
+        CHECK(strstr(ql_last_error(), "qmin") || strstr(ql_last_error(), "qmax"));
+    }
+    g = NULL;
+    CHECK(ql_graph_from_json(QDQ("{\"scale\":0.5,\"zero_point\":10,\"bits\":7}"), &g) != QL_OK && !g);
+    CHECK(strstr(ql_last_error(), "unknown \"qparams\" key 'bits'") != NULL);
+}

@@ -63,6 +63,21 @@ H.test("PTQ of the shipped small_cnn is within 1% of FP32 on 2,000 test images",
   local nodes = m:nodes()
   assert(nodes[1].op == "quantize" and nodes[#nodes].op == "dequantize")
   for i = 2, #nodes - 1 do assert(nodes[i].op:sub(1, 1) == "q", nodes[i].name .. " " .. nodes[i].op) end
+  -- 7-bit activations (reduce_range): every u8 output keeps to codes 0..127, even for inputs far
+  -- outside the calibrated range
+  m:keep_activations(true)
+  local big = test:subset(1, 8):loader{batch = 8}:next()
+  local bt = big:table()
+  for i = 1, #bt do bt[i] = bt[i] * 50 end
+  m:forward(qlab.tensor(bt, big:shape()))
+  for i = 1, #nodes - 1 do
+    local qp = nodes[i].qparams
+    assert(qp and qp.qmin == 0 and qp.qmax == 127, nodes[i].name)
+    local codes = m:activation(nodes[i].name):table()
+    for k = 1, #codes do assert(codes[k] <= 127, nodes[i].name .. " code " .. codes[k]) end
+  end
+  m:keep_activations(false)
+  assert(nodes[#nodes].qparams == nil)
   -- file: I8 weights, about 4x smaller, same outputs after reload
   local path = tmp .. "/q.qlm"
   m:save(path)
