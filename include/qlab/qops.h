@@ -21,9 +21,12 @@ void ql_quantize_s8(int64_t n, const float *x, float scale, int32_t zp, int32_t 
 void ql_dequantize_u8(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y);
 
 /* ---- u8 x s8 -> s32 GEMM with packed weights ---------------------------- */
-/* Weights W (N,K) s8 row-major, packed once for an ISA (layout private). */
+/* Weights W (N,K) s8 row-major, packed once for an ISA (layout private).
+ * a_max: the largest activation code expected (127 for 7-bit activations,
+ * 255 otherwise). It only picks the fastest kernel: any code still gives
+ * exact results. */
 typedef struct ql_qgemm_packed ql_qgemm_packed;
-ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa);
+ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa, int a_max);
 void ql_qgemm_packed_free(ql_qgemm_packed *p);
 size_t ql_qgemm_packed_bytes(const ql_qgemm_packed *p);
 ql_isa ql_qgemm_packed_isa(const ql_qgemm_packed *p);
@@ -60,6 +63,8 @@ typedef struct {
     int relu;                /* 0 none, 1 relu, 2 relu6 (fused into the clamp) */
     int f32_out;             /* 1: write dequantized f32 instead of u8 */
     int32_t y_qmin, y_qmax;  /* output code range (reduce_range: 0..127); y_qmax 0 means 255 */
+    int32_t x_qmax;          /* largest input code expected (127: 7-bit); 0 means 255. Picks the
+                                kernel only: larger codes still give exact results */
 } ql_qconv_params;
 
 /* s: the conv geometry (s->n is ignored; batch given at run time). */
@@ -81,7 +86,7 @@ typedef struct {
     float y_scale; int32_t y_zero;
     int relu;
     int f32_out;
-    int32_t y_qmin, y_qmax;  /* as in ql_qconv_params */
+    int32_t y_qmin, y_qmax, x_qmax;   /* as in ql_qconv_params */
 } ql_qlinear_params;
 ql_qlinear *ql_qlinear_new(int k, int n, const ql_qlinear_params *p, ql_isa isa);
 void        ql_qlinear_free(ql_qlinear *l);

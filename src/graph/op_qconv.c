@@ -84,7 +84,8 @@ static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
                          .bias = a->bias ? ql_f32(n->params[3].value) : NULL,
                          .x_scale = x->scale, .x_zero = x->zero_point, .y_scale = n->out_scale,
                          .y_zero = n->out_zero, .relu = a->act, .f32_out = 0,
-                         .y_qmin = n->out_qmin, .y_qmax = n->out_qmax};
+                         .y_qmin = n->out_qmin, .y_qmax = n->out_qmax,
+                         .x_qmax = c->g->nodes[n->inputs[0]].out_qmax};
     q->conv = ql_qconv_new(&t, &p, ql_isa_active());
     ql_free(w);
     if (!q->conv) return QL_ENOMEM;
@@ -137,7 +138,8 @@ static ql_status qlinear_forward(ql_op_ctx *c) {
         ql_qlinear_params p = {.w = n->params[0].value->data, .w_scale = ql_f32(n->params[1].value),
                                .bias = n->a.bias ? ql_f32(n->params[3].value) : NULL, .x_scale = x->scale,
                                .x_zero = x->zero_point, .y_scale = n->out_scale, .y_zero = n->out_zero,
-                               .relu = n->a.act, .f32_out = 0, .y_qmin = n->out_qmin, .y_qmax = n->out_qmax};
+                               .relu = n->a.act, .f32_out = 0, .y_qmin = n->out_qmin, .y_qmax = n->out_qmax,
+                               .x_qmax = c->g->nodes[n->inputs[0]].out_qmax};
         if (!(q->lin = ql_qlinear_new(n->a.in_ch, n->a.out_ch, &p, ql_isa_active()))) return QL_ENOMEM;
         q->version = c->g->version;
     }

@@ -104,7 +104,8 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
     }
     if (!(c->gemm = ql_calloc(sizeof(*c->gemm) * groups))) goto fail;
     for (int g = 0; g < groups; g++)   // group g: rows [g*ocg, +ocg) of OHWI = (ocg, KH*KW*Cg)
-        if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa))) goto fail;
+        if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa,
+                                           p->x_qmax > 0 ? p->x_qmax : 255))) goto fail;
     return c;
 fail:
     ql_qconv_free(c);

@@ -68,7 +68,7 @@ ql_dlinear *ql_dlinear_new(int k, int n, const int8_t *w, const float *w_scale, 
         if (!(l->bias = ql_malloc(sizeof(float) * n))) goto fail;
         memcpy(l->bias, bias, sizeof(float) * n);
     }
-    if (!(l->gemm = ql_qgemm_pack(w, n, k, isa))) goto fail;
+    if (!(l->gemm = ql_qgemm_pack(w, n, k, isa, 255))) goto fail;
     return l;
 fail:
     ql_dlinear_free(l);

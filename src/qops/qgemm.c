@@ -12,23 +12,24 @@
 #include "qlab/alloc.h"
 #include "qops/qops_internal.h"
 
-static const ql_qgemm_impl *impl_for(ql_isa isa) {
+static const ql_qgemm_impl *impl_for(ql_isa isa, int a_max) {
     ql_isa best = ql_isa_best();
     if (isa > best) isa = best;   // never run instructions the CPU lacks
     if (isa == QL_ISA_AVX512) return &ql_qgemm_impl_avx512;
-    if (isa == QL_ISA_AVX2) return &ql_qgemm_impl_avx2;
+    // AVX2: maddubs for 7-bit activations, s16 madd when they use all 8 bits
+    if (isa == QL_ISA_AVX2) return a_max <= 127 ? &ql_qgemm_impl_avx2 : &ql_qgemm_impl_avx2_s16;
     return &ql_qgemm_impl_scalar;
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // W (N,K) s8 -> panels of NR columns, steps of KSTEP values (layout in qops_internal.h)
-ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa) {
+ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa, int a_max) {
     if (n <= 0 || k < 0 || (!w && k > 0)) {
         ql_error(QL_EINVAL, "qgemm_pack: bad weight shape (%d,%d)", n, k);
         return NULL;
     }
-    const ql_qgemm_impl *im = impl_for(isa);
+    const ql_qgemm_impl *im = impl_for(isa, a_max);
     ql_qgemm_packed *p = ql_malloc(sizeof *p);
     if (!p) return NULL;
     memset(p, 0, sizeof *p);
@@ -47,7 +48,13 @@ ql_qgemm_packed *ql_qgemm_pack(const int8_t *w, int n, int k, ql_isa isa) {
                 int64_t col = pn * nr + c, base = ((pn * p->ksteps + s) * nr + c) * 4;
                 for (int j = 0; j < ks; j++) {
                     int64_t kk = s * ks + j;
-                    p->w[base + j] = (uint8_t)((col < n && kk < k) ? w[col * k + kk] : 0);
+                    int8_t v = (col < n && kk < k) ? w[col * k + kk] : 0;
+                    if (ks == 2) {   // s16 pairs for madd
+                        int16_t v16 = v;
+                        memcpy(p->w + base + 2 * j, &v16, 2);
+                    } else {
+                        p->w[base + j] = (uint8_t)v;
+                    }
                 }
             }
     for (int col = 0; col < n; col++) {
@@ -72,7 +79,9 @@ ql_isa ql_qgemm_packed_isa(const ql_qgemm_packed *p) { return p ? p->impl->isa :
 static int32_t packed_w(const ql_qgemm_packed *p, int64_t n, int64_t k) {
     const ql_qgemm_impl *im = p->impl;
     int64_t s = k / im->kstep, j = k % im->kstep, pn = n / im->nr, c = n % im->nr;
-    return (int8_t)p->w[((pn * p->ksteps + s) * im->nr + c) * 4 + j];
+    const uint8_t *q = p->w + ((pn * p->ksteps + s) * im->nr + c) * 4;
+    if (im->kstep == 2) { int16_t v; memcpy(&v, q + 2 * j, 2); return v; }
+    return (int8_t)q[j];
 }
 
 static int32_t col_off(const ql_qgemm_packed *p, const ql_qgemm_epilogue *e, int64_t n) {

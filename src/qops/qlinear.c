@@ -58,7 +58,7 @@ ql_qlinear *ql_qlinear_new(int k, int n, const ql_qlinear_params *p, ql_isa isa)
         l->mult[j] = p->f32_out ? sb : sb / p->y_scale;
         if (p->bias && !p->f32_out) l->bias_q[j] = ql_quantize_bias(p->bias[j], p->x_scale, sw);
     }
-    if (!(l->gemm = ql_qgemm_pack(p->w, n, k, isa))) goto fail;
+    if (!(l->gemm = ql_qgemm_pack(p->w, n, k, isa, p->x_qmax > 0 ? p->x_qmax : 255))) goto fail;
     return l;
 fail:
     ql_qlinear_free(l);

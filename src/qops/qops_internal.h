@@ -1,9 +1,9 @@
 /* Internals of the INT8 kernels (not part of the public API).
  *
  * Packed GEMM layout, shared by every ISA (only MR, NR, KSTEP differ):
- *   K is cut into "steps" of KSTEP = 4 values (byte quads, as VNNI dpbusd
- *   and AVX2 maddubs consume them); every step of every row or column takes
- *   4 bytes.
+ *   K is cut into "steps" of KSTEP values (4: byte quads, as VNNI dpbusd
+ *   and AVX2 maddubs consume them; 2: s16 pairs for the AVX2 madd kernel);
+ *   every step of every row or column takes 4 bytes.
  *   W: panels of NR output columns; panel p, step s, column c at
  *      w + ((p*ksteps + s)*NR + c)*4   (zero padded past N and K)
  *   A: packed per call in groups of MR rows for one K block of ns steps;
@@ -55,7 +55,7 @@ typedef struct {
     ql_qgemm_kernel_fn kernel;
 } ql_qgemm_impl;
 
-extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx512;
+extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512;
 
 struct ql_qgemm_packed {
     int n, k;

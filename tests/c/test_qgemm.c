@@ -52,40 +52,44 @@ static long run_case(const gemm_case *g, ql_isa isa) {
                            .y_zero = g->y_zero, .qmin = g->qmin, .qmax = g->qmax,
                            .fbias = g->fbias ? fb : NULL};
     ql_qgemm_s32_ref(m, n, k, a, lda, w, ref, n, &e);
-    ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, isa);
     long bad = 0;
-    if (!p) return 1 << 30;
-    if (ql_qgemm_packed_isa(p) != isa) bad++;
     size_t ny = (size_t)(m * ldy);
     int32_t *ys = malloc(sizeof(int32_t) * ny);
     uint8_t *yu = malloc(ny);
     float *yf = malloc(sizeof(float) * ny);
-    memset(ys, 0x5a, sizeof(int32_t) * ny);
-    memset(yu, 0x5a, ny);
-    memset(yf, 0x5a, sizeof(float) * ny);
-    ql_qgemm_s32(p, m, a, lda, ys, ldy, &e);
-    ql_qgemm_u8(p, m, a, lda, yu, ldy, &e);
-    ql_qgemm_f32(p, m, a, lda, yf, ldy, &e);
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < ldy; j++) {
-            int64_t o = i * ldy + j;
-            if (j >= n) {   // the gap between rows is never written
-                int32_t s5 = 0x5a5a5a5a; float f5; memcpy(&f5, &s5, 4);
-                bad += ys[o] != s5 || yu[o] != 0x5a || memcmp(&yf[o], &f5, 4) != 0;
-                continue;
+    // packed for 7-bit activations (AVX2: maddubs) and for 8-bit ones (AVX2: s16 madd),
+    // whatever the data: both must be exact on any codes
+    for (int a_max = 127; a_max <= 255; a_max += 128) {
+        ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, isa, a_max);
+        if (!p) { bad += 1 << 30; break; }
+        if (ql_qgemm_packed_isa(p) != isa) bad++;
+        memset(ys, 0x5a, sizeof(int32_t) * ny);
+        memset(yu, 0x5a, ny);
+        memset(yf, 0x5a, sizeof(float) * ny);
+        ql_qgemm_s32(p, m, a, lda, ys, ldy, &e);
+        ql_qgemm_u8(p, m, a, lda, yu, ldy, &e);
+        ql_qgemm_f32(p, m, a, lda, yf, ldy, &e);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < ldy; j++) {
+                int64_t o = i * ldy + j;
+                if (j >= n) {   // the gap between rows is never written
+                    int32_t s5 = 0x5a5a5a5a; float f5; memcpy(&f5, &s5, 4);
+                    bad += ys[o] != s5 || yu[o] != 0x5a || memcmp(&yf[o], &f5, 4) != 0;
+                    continue;
+                }
+                int32_t acc = ref[i * n + j];
+                float ef = (float)acc * mult[j];
+                if (g->fbias) ef += fb[j];
+                long b = (ys[o] != acc) + (yu[o] != expect_u8(acc, mult[j], g->y_zero, g->qmin, g->qmax)) +
+                         (memcmp(&yf[o], &ef, sizeof ef) != 0);
+                if (b && bad < 3)
+                    fprintf(stderr, "  isa %s m%lld n%d k%d [%lld,%lld]: s32 %d/%d u8 %d/%d f32 %.9g/%.9g\n",
+                            ql_isa_name(isa), (long long)m, n, k, (long long)i, (long long)j, ys[o], acc,
+                            yu[o], expect_u8(acc, mult[j], g->y_zero, g->qmin, g->qmax), yf[o], ef);
+                bad += b;
             }
-            int32_t acc = ref[i * n + j];
-            float ef = (float)acc * mult[j];
-            if (g->fbias) ef += fb[j];
-            long b = (ys[o] != acc) + (yu[o] != expect_u8(acc, mult[j], g->y_zero, g->qmin, g->qmax)) +
-                     (memcmp(&yf[o], &ef, sizeof ef) != 0);
-            if (b && bad < 3)
-                fprintf(stderr, "  isa %s m%lld n%d k%d [%lld,%lld]: s32 %d/%d u8 %d/%d f32 %.9g/%.9g\n",
-                        ql_isa_name(isa), (long long)m, n, k, (long long)i, (long long)j, ys[o], acc,
-                        yu[o], expect_u8(acc, mult[j], g->y_zero, g->qmin, g->qmax), yf[o], ef);
-            bad += b;
-        }
-    ql_qgemm_packed_free(p);
+        ql_qgemm_packed_free(p);
+    }
     free(a); free(w); free(bias); free(ref); free(mult); free(fb); free(ys); free(yu); free(yf);
     return bad;
 }
@@ -191,7 +195,7 @@ TEST(qgemm_no_saturation_at_extremes) {
                 ql_qgemm_epilogue e = {.a_zero = az};
                 ql_qgemm_s32_ref(m, n, k, a, k, w, ref, n, &e);
                 CHECK(ref[0] == (av - az) * -128 * k && ref[1] == (av - az) * 127 * k);
-                ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, (ql_isa)isa);
+                ql_qgemm_packed *p = ql_qgemm_pack(w, n, k, (ql_isa)isa, az ? 127 : 255);   // both AVX2 kernels
                 ql_qgemm_s32(p, m, a, k, y, n, &e);
                 CHECK_MSG(memcmp(y, ref, sizeof(int32_t) * m * n) == 0, "%s a=%d az=%d: %d vs %d",
                           ql_isa_name((ql_isa)isa), av, az, y[0], ref[0]);
@@ -208,7 +212,7 @@ TEST(qgemm_requant_rounds_half_to_even) {
     for (int i = 0; i < 256; i++) a[i] = (uint8_t)i;
     float mult = 0.5f;
     for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) {
-        ql_qgemm_packed *p = ql_qgemm_pack(&w, 1, 1, (ql_isa)isa);
+        ql_qgemm_packed *p = ql_qgemm_pack(&w, 1, 1, (ql_isa)isa, 255);
         ql_qgemm_epilogue e = {.a_zero = 128, .mult = &mult, .y_zero = 128, .qmin = 0, .qmax = 255};
         uint8_t y[256];
         ql_qgemm_u8(p, 256, a, 1, y, 1, &e);
@@ -228,11 +232,11 @@ TEST(qgemm_requant_rounds_half_to_even) {
 TEST(qgemm_pack_and_errors) {
     int8_t w[6] = {1, -2, 3, -4, 5, -128};
     ql_error_clear();
-    CHECK(ql_qgemm_pack(w, 0, 3, QL_ISA_SCALAR) == NULL);
+    CHECK(ql_qgemm_pack(w, 0, 3, QL_ISA_SCALAR, 255) == NULL);
     CHECK(strstr(ql_last_error(), "qgemm_pack") != NULL);
-    CHECK(ql_qgemm_pack(w, 2, -1, QL_ISA_SCALAR) == NULL);
+    CHECK(ql_qgemm_pack(w, 2, -1, QL_ISA_SCALAR, 255) == NULL);
     for (int isa = QL_ISA_SCALAR; isa <= QL_ISA_AVX512; isa++) {
-        ql_qgemm_packed *p = ql_qgemm_pack(w, 2, 3, (ql_isa)isa);
+        ql_qgemm_packed *p = ql_qgemm_pack(w, 2, 3, (ql_isa)isa, isa % 2 ? 127 : 255);
         CHECK(p != NULL);
         // never a path the CPU cannot run
         CHECK(ql_qgemm_packed_isa(p) == ((ql_isa)isa > ql_isa_best() ? ql_isa_best() : (ql_isa)isa));
