@@ -55,9 +55,28 @@ QL_AVX2 static int pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, i
             _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
             _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
         }
+        // 4 steps (16 values of K): the same transpose on 128-bit rows
+        for (; s + 4 <= ns && (s0 + s) * 4 + 16 <= k; s += 4) {
+            int64_t k0 = (s0 + s) * 4;
+            __m128i v0 = _mm_loadu_si128((const __m128i *)(src[0] + k0));
+            __m128i v1 = _mm_loadu_si128((const __m128i *)(src[1] + k0));
+            __m128i v2 = _mm_loadu_si128((const __m128i *)(src[2] + k0));
+            __m128i v3 = _mm_loadu_si128((const __m128i *)(src[3] + k0));
+            any = _mm256_or_si256(any, _mm256_castsi128_si256(_mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3))));
+            __m128i t0 = _mm_unpacklo_epi32(v0, v1), t1 = _mm_unpackhi_epi32(v0, v1);
+            __m128i t2 = _mm_unpacklo_epi32(v2, v3), t3 = _mm_unpackhi_epi32(v2, v3);
+            __m128i *o = (__m128i *)(d + s * MR);
+            _mm_storeu_si128(o + 0, _mm_unpacklo_epi64(t0, t2));
+            _mm_storeu_si128(o + 1, _mm_unpackhi_epi64(t0, t2));
+            _mm_storeu_si128(o + 2, _mm_unpacklo_epi64(t1, t3));
+            _mm_storeu_si128(o + 3, _mm_unpackhi_epi64(t1, t3));
+        }
         for (; s < ns; s++)
             for (int r = 0; r < MR; r++) {
-                uint32_t q = quad(src[r], (s0 + s) * 4, k);
+                int64_t k0 = (s0 + s) * 4;
+                uint32_t q;
+                if (k0 + 4 <= k) memcpy(&q, src[r] + k0, 4);
+                else q = quad(src[r], k0, k);
                 any_tail |= q;
                 d[s * MR + r] = q;
             }
@@ -66,7 +85,7 @@ QL_AVX2 static int pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, i
 }
 
 // 16 s32 (two vectors) -> y row as s32 / f32 / requantized u8; nr < 16 goes through a copy
-QL_AVX2 static inline void store_row(const ql_qgemm_ctx *c, __m256i v0, __m256i v1, int64_t n0,
+QL_AVX2 static inline __attribute__((always_inline)) void store_row(const ql_qgemm_ctx *c, __m256i v0, __m256i v1, int64_t n0,
                                      int nr, char *y) {
     v0 = _mm256_add_epi32(v0, _mm256_loadu_si256((const __m256i *)(c->off + n0)));
     v1 = _mm256_add_epi32(v1, _mm256_loadu_si256((const __m256i *)(c->off + n0 + 8)));
