@@ -10,7 +10,7 @@
 #include "qlab/alloc.h"
 #include "qops/qops_internal.h"
 
-#define WS_BUDGET (256 << 10)   /* im2col bytes per chunk: stays in L2 until packed */
+#define WS_BUDGET (2 << 20)   /* im2col bytes per chunk */
 #define MIN_CHUNK_ROWS 64
 
 typedef enum { QCONV_IM2COL, QCONV_POINTWISE, QCONV_DW } qconv_kind;
