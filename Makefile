@@ -17,7 +17,7 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test asan clean setup bench
+.PHONY: all run test asan clean setup bench bench-qgemm
 all: qlab
 
 qlab: $(FRONT_OBJ) $(BUILD)/libqlab.a
@@ -54,6 +54,13 @@ asan: setup
 
 qlab-asan: $(FRONT_OBJ) $(BUILD)/libqlab.a
 	$(CC) $(CFLAGS) -o $@ $(FRONT_OBJ) $(BUILD)/libqlab.a $(LDLIBS)
+
+# INT8 GEMM vs sgemm on ResNet-18's shapes (a benchmark, not a test).
+$(BUILD)/bench_qgemm: $(BUILD)/scripts/bench_qgemm.o $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libqlab.a $(LDLIBS)
+
+bench-qgemm: $(BUILD)/bench_qgemm
+	$(BUILD)/bench_qgemm
 
 clean:
 	rm -rf build build-asan qlab qlab-asan
