@@ -1,5 +1,5 @@
 -- QConfigs and the prepare map.
---   qlab.qconfig{activation = Observer, weight = Observer}
+--   qlab.qconfig{activation = Observer, weight = Observer}   (a missing one: default()'s)
 --   qlab.qconfig.default()    -- u8 affine histogram activations on 7 bits (reduce_range, codes
 --                               0..127), s8 symmetric per-channel minmax weights
 --   qlab.qconfig.per_tensor() -- the same with one weight scale per tensor
@@ -43,7 +43,8 @@ local function new_qconfig(t)
   elseif t.dtype ~= nil and t.dtype ~= "int8" then
     error("qconfig: dtype must be \"int8\", \"f16\" or \"bf16\", not " .. tostring(t.dtype), 3)
   end
-  local act = t.activation or core.observer.histogram{}
+  -- missing observers: those of qconfig.default()
+  local act = t.activation or core.observer.histogram{bins = 2048, reduce_range = true}
   local w = t.weight or core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}
   if not is_observer(act) or not is_observer(w) then error("qconfig: activation and weight must be observers", 3) end
   return setmetatable({activation = act, weight = w}, QConfig)
