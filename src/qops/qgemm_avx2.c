@@ -13,7 +13,7 @@
  * broadcast A quad per row and step (step = 4 values of K). */
 #include <immintrin.h>
 #include <string.h>
-#include "qops/qops_internal.h"
+#include "qops/qgemm_avx2_common.h"
 
 #define MR 4
 #define NR 16
@@ -45,15 +45,7 @@ QL_AVX2 static int pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, i
             __m256i v2 = _mm256_loadu_si256((const __m256i *)(src[2] + k0));
             __m256i v3 = _mm256_loadu_si256((const __m256i *)(src[3] + k0));
             any = _mm256_or_si256(any, _mm256_or_si256(_mm256_or_si256(v0, v1), _mm256_or_si256(v2, v3)));
-            __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
-            __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
-            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // steps 0|4, 1|5
-            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // steps 2|6, 3|7
-            __m256i *o = (__m256i *)(d + s * MR);
-            _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
-            _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
-            _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
-            _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+            ql_avx2_transpose4x8_store(v0, v1, v2, v3, d + s * MR);
         }
         // 4 steps (16 values of K): the same transpose on 128-bit rows
         for (; s + 4 <= ns && (s0 + s) * 4 + 16 <= k; s += 4) {
@@ -82,48 +74,6 @@ QL_AVX2 static int pack_a_avx2(const uint8_t *a, int64_t lda, int rows, int k, i
             }
     }
     return (_mm256_movemask_epi8(any) | (int)(any_tail & 0x80808080u)) != 0;
-}
-
-// 16 s32 (two vectors) -> y row as s32 / f32 / requantized u8; nr < 16 goes through a copy
-QL_AVX2 static inline __attribute__((always_inline)) void store_row(const ql_qgemm_ctx *c, __m256i v0, __m256i v1, int64_t n0,
-                                     int nr, char *y) {
-    v0 = _mm256_add_epi32(v0, _mm256_loadu_si256((const __m256i *)(c->off + n0)));
-    v1 = _mm256_add_epi32(v1, _mm256_loadu_si256((const __m256i *)(c->off + n0 + 8)));
-    if (c->out == QL_QOUT_S32) {
-        int32_t tmp[NR];
-        int32_t *d = nr == NR ? (int32_t *)y : tmp;
-        _mm256_storeu_si256((__m256i *)d, v0);
-        _mm256_storeu_si256((__m256i *)(d + 8), v1);
-        if (d == tmp) memcpy(y, tmp, sizeof(int32_t) * nr);
-        return;
-    }
-    __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), _mm256_loadu_ps(c->mult + n0));
-    __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), _mm256_loadu_ps(c->mult + n0 + 8));
-    if (c->out == QL_QOUT_F32) {
-        if (c->fbias) {   // separate mul and add (no FMA): as the scalar path rounds
-            f0 = _mm256_add_ps(f0, _mm256_loadu_ps(c->fbias + n0));
-            f1 = _mm256_add_ps(f1, _mm256_loadu_ps(c->fbias + n0 + 8));
-        }
-        float tmp[NR];
-        float *d = nr == NR ? (float *)y : tmp;
-        _mm256_storeu_ps(d, f0);
-        _mm256_storeu_ps(d + 8, f1);
-        if (d == tmp) memcpy(y, tmp, sizeof(float) * nr);
-        return;
-    }
-    const __m256 lo = _mm256_set1_ps(c->lo), hi = _mm256_set1_ps(c->hi);
-    const __m256i yz = _mm256_set1_epi32(c->y_zero);
-    f0 = _mm256_min_ps(_mm256_max_ps(f0, lo), hi);
-    f1 = _mm256_min_ps(_mm256_max_ps(f1, lo), hi);
-    __m256i q0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), yz);   // round half to even (MXCSR)
-    __m256i q1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), yz);
-    __m128i s0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
-    __m128i s1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
-    __m128i b = _mm_packus_epi16(s0, s1);   // values already in [0, 255]
-    if (nr == NR) { _mm_storeu_si128((__m128i *)y, b); return; }
-    uint8_t tmp[NR];
-    _mm_storeu_si128((__m128i *)tmp, b);
-    memcpy(y, tmp, (size_t)nr);
 }
 
 // R rows, SPLIT = A has codes >= 128 (both compile-time after inlining: the
@@ -173,7 +123,8 @@ tile(const int R, const int SPLIT, int nr, int64_t ns, const uint8_t *ap, const 
     }
     size_t es = c->out == QL_QOUT_U8 ? 1 : 4;
     #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) store_row(c, acc0[r], acc1[r], n0, nr, (char *)y + (size_t)(r * ldy) * es);
+    for (int r = 0; r < R; r++)
+        ql_avx2_store_row(c, acc0[r], acc1[r], n0, nr, (char *)y + (size_t)(r * ldy) * es);
 }
 
 QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
