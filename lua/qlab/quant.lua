@@ -26,8 +26,11 @@ QConfig.__name = "qlab.QConfig"
 function QConfig:__tostring()
   if self.dtype then return "QConfig(" .. self.dtype .. " weights, f32 activations)" end
   local a, w = self.activation:options(), self.weight:options()
-  return string.format("QConfig(activation = %s %s %d-bit, weight = %s %s %d-bit %s)",
-    a.kind, a.dtype, a.bits, w.kind, w.dtype, w.bits, w.per_channel and "per-channel" or "per-tensor")
+  local function width(o)   -- reduce_range drops one bit of codes
+    return o.reduce_range and string.format("%d-bit (reduce_range)", o.bits - 1) or string.format("%d-bit", o.bits)
+  end
+  return string.format("QConfig(activation = %s %s %s, weight = %s %s %s %s)",
+    a.kind, a.dtype, width(a), w.kind, w.dtype, width(w), w.per_channel and "per-channel" or "per-tensor")
 end
 
 local function is_observer(x) return getmetatable(x) == debug.getregistry()["qlab.Observer"] end

@@ -98,10 +98,13 @@ static int l_plan(lua_State *L) {
         ql_dtype hd = ql_plan_half_dtype(n);
         lua_pushstring(L, q ? "int8" : hd != QL_DTYPE_F32 ? ql_dtype_name(hd) : "f32"); lua_setfield(L, -2, "mode");
         if (q) {
-            lua_pushfstring(L, "%s u8/%d", ql_observer_kind_name(n->plan.act.kind), n->plan.act.bits);
+            // code bits actually used: one fewer with reduce_range
+            lua_pushfstring(L, "%s u8/%d", ql_observer_kind_name(n->plan.act.kind),
+                            n->plan.act.bits - (n->plan.act.reduce_range ? 1 : 0));
             lua_setfield(L, -2, "act");
             if (n->op == QL_OP_CONV2D || n->op == QL_OP_LINEAR || n->op == QL_OP_CONV_BN) {
-                lua_pushfstring(L, "%s s8/%d %s", ql_observer_kind_name(n->plan.weight.kind), n->plan.weight.bits,
+                lua_pushfstring(L, "%s s8/%d %s", ql_observer_kind_name(n->plan.weight.kind),
+                                n->plan.weight.bits - (n->plan.weight.reduce_range ? 1 : 0),
                                 n->plan.weight.per_channel ? "per-channel" : "per-tensor");
                 lua_setfield(L, -2, "weight");
             }
