@@ -70,50 +70,30 @@ QL_OPS_INLINE void taps_dot(int C, const tap_grid *t, const float *init, float *
 QL_OPS_INLINE void taps_dot_3x3(int C, const float *a0, const float *a1, const float *a2,
                                 int64_t as, const float *b0, const float *b1, const float *b2,
                                 int64_t bs, const float *init, float *out) {
-    const int64_t as2 = 2 * as, bs2 = 2 * bs;
+    const float *a[3] = {a0, a1, a2}, *b[3] = {b0, b1, b2};
     int c = 0;
-    for (; c + CB <= C; c += CB, a0 += CB, a1 += CB, a2 += CB, b0 += CB, b1 += CB, b2 += CB) {
+    for (; c + CB <= C; c += CB) {
         float acc[CB];
-        if (init) {
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] = init[c + j];
-        } else {
-            #pragma omp simd
-            for (int j = 0; j < CB; j++) acc[j] = 0.0f;
+        #pragma omp simd
+        for (int j = 0; j < CB; j++) acc[j] = init ? init[c + j] : 0.0f;
+        // fixed trip counts: unrolled into nine vector multiply-adds, in the reference's order
+        #pragma GCC unroll 3
+        for (int r = 0; r < 3; r++) {
+            #pragma GCC unroll 3
+            for (int q = 0; q < 3; q++) {
+                const float *ap = a[r] + q * as + c, *bp = b[r] + q * bs + c;
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc[j] += ap[j] * bp[j];
+            }
         }
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a0[j] * b0[j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a0[as + j] * b0[bs + j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a0[as2 + j] * b0[bs2 + j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a1[j] * b1[j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a1[as + j] * b1[bs + j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a1[as2 + j] * b1[bs2 + j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a2[j] * b2[j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a2[as + j] * b2[bs + j];
-        #pragma omp simd
-        for (int j = 0; j < CB; j++) acc[j] += a2[as2 + j] * b2[bs2 + j];
         #pragma omp simd
         for (int j = 0; j < CB; j++) out[c + j] = acc[j];
     }
-    for (int j = 0; c + j < C; j++) {
-        float acc = init ? init[c + j] : 0.0f;
-        acc += a0[j] * b0[j];
-        acc += a0[as + j] * b0[bs + j];
-        acc += a0[as2 + j] * b0[bs2 + j];
-        acc += a1[j] * b1[j];
-        acc += a1[as + j] * b1[bs + j];
-        acc += a1[as2 + j] * b1[bs2 + j];
-        acc += a2[j] * b2[j];
-        acc += a2[as + j] * b2[bs + j];
-        acc += a2[as2 + j] * b2[bs2 + j];
-        out[c + j] = acc;
+    for (; c < C; c++) {
+        float acc = init ? init[c] : 0.0f;
+        for (int r = 0; r < 3; r++)
+            for (int q = 0; q < 3; q++) acc += a[r][q * as + c] * b[r][q * bs + c];
+        out[c] = acc;
     }
 }
 
