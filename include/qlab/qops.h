@@ -98,9 +98,9 @@ void ql_qadd_u8(int64_t n, const uint8_t *a, float sa, int32_t za, const uint8_t
                 uint8_t *y, float sy, int32_t zy, int32_t qmin, int32_t qmax);
 /* Same scale in and out, so a max pool is exact on the codes. */
 void ql_qmaxpool_u8(const ql_pool2d_shape *s, const uint8_t *x, uint8_t *y, uint8_t pad_value);
-/* x (N,HW,C) -> y (N,C): y = clamp(nearbyint((sum/HW - zx) * sx/sy) + zy) */
+/* x (N,HW,C) -> y (N,C): y = clamp(nearbyint((sum/HW - zx) * sx/sy) + zy, qmin, qmax) */
 void ql_qglobal_avgpool_u8(int n, int hw, int c, const uint8_t *x, float sx, int32_t zx,
-                           uint8_t *y, float sy, int32_t zy);
+                           uint8_t *y, float sy, int32_t zy, int32_t qmin, int32_t qmax);
 
 /* Output clamp for a fused activation: relu 0/1/2 -> [qmin, qmax] in u8 codes. */
 void ql_qrelu_bounds(int relu, float y_scale, int32_t y_zero, int32_t *qmin, int32_t *qmax);

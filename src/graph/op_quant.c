@@ -94,11 +94,8 @@ static ql_status qgavg_forward(ql_op_ctx *c) {
     QL_TRY(need_u8(c, 0));
     const ql_tensor *x = c->x[0];
     ql_qglobal_avgpool_u8((int)c->batch, (int)(x->shape[1] * x->shape[2]), (int)x->shape[3], x->data, x->scale,
-                          x->zero_point, c->y->data, c->n->out_scale, c->n->out_zero);
-    if (c->n->out_qmin > 0 || c->n->out_qmax < 255) {   // a narrowed code range (N*C values: cheap)
-        uint8_t *y = c->y->data, lo = (uint8_t)c->n->out_qmin, hi = (uint8_t)c->n->out_qmax;
-        for (int64_t i = 0; i < c->y->numel; i++) y[i] = y[i] < lo ? lo : y[i] > hi ? hi : y[i];
-    }
+                          x->zero_point, c->y->data, c->n->out_scale, c->n->out_zero, c->n->out_qmin,
+                          c->n->out_qmax);
     return QL_OK;
 }
 

@@ -43,11 +43,11 @@ void ql_qmaxpool_u8(const ql_pool2d_shape *s, const uint8_t *x, uint8_t *y, uint
 
 // x (N,HW,C) -> y (N,C): y = clamp(nearbyint((sum/HW - zx) * sx/sy) + zy, 0, 255)
 void ql_qglobal_avgpool_u8(int n, int hw, int c, const uint8_t *x, float sx, int32_t zx,
-                           uint8_t *y, float sy, int32_t zy) {
+                           uint8_t *y, float sy, int32_t zy, int32_t qmin, int32_t qmax) {
     const int avx = ql_isa_active() >= QL_ISA_AVX2;
     const float m = sx / sy, div = (float)(hw > 0 ? hw : 1);
     float lo, hi;
-    ql_qclamp_bounds(0, 255, zy, &lo, &hi);
+    ql_qclamp_bounds(qmin, qmax, zy, &lo, &hi);
     const int64_t nblk = (c + CBLK - 1) / CBLK;
     #pragma omp parallel for schedule(static) if ((int64_t)n * hw * c > (1 << 16))
     for (int64_t t = 0; t < n * nblk; t++) {

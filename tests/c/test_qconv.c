@@ -389,7 +389,7 @@ TEST(qglobal_avgpool_matches_float) {
         const int zx = 100, zy = 90;
         for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) {
             ql_isa_force((ql_isa)isa);
-            ql_qglobal_avgpool_u8(n, hw, c, x, sx, zx, y, sy, zy);
+            ql_qglobal_avgpool_u8(n, hw, c, x, sx, zx, y, sy, zy, 0, 255);
             long bad = 0;
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < c; j++) {
@@ -400,6 +400,11 @@ TEST(qglobal_avgpool_matches_float) {
             CHECK_MSG(bad == 0, "qglobal_avgpool %dx%dx%d %s: %ld bad", n, hw, c, ql_isa_name((ql_isa)isa), bad);
             if (isa == QL_ISA_SCALAR) memcpy(y0, y, (size_t)n * c);
             else CHECK(memcmp(y, y0, (size_t)n * c) == 0);
+            // a narrowed code range (reduce_range: 0..127) clamps the same codes
+            ql_qglobal_avgpool_u8(n, hw, c, x, sx, zx, y, sy, zy, 0, 127);
+            long off = 0;
+            for (int i = 0; i < n * c; i++) off += y[i] != (y0[i] > 127 ? 127 : y0[i]);
+            CHECK_MSG(off == 0, "qglobal_avgpool qmax 127 %s: %ld off", ql_isa_name((ql_isa)isa), off);
         }
         free(x); free(y); free(y0);
     }
