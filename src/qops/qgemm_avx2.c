@@ -99,12 +99,11 @@ tile(const int R, const int SPLIT, int nr, int64_t ns, const uint8_t *ap, const 
         for (int r = 0; r < R; r++) {
             int32_t q;
             memcpy(&q, ap + r * 4, 4);
+            __m256i av = _mm256_set1_epi32(q);
             if (!SPLIT) {
-                __m256i av = _mm256_set1_epi32(q);
                 acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones));
                 acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones));
             } else {   // a = (a & 127) + (a & 128): two exact products, summed in s32
-                __m256i av = _mm256_set1_epi32(q);
                 __m256i lo = _mm256_and_si256(av, m7f), hi = _mm256_xor_si256(av, lo);
                 acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w0), ones));
                 acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w1), ones));
@@ -127,24 +126,23 @@ tile(const int R, const int SPLIT, int nr, int64_t ns, const uint8_t *ap, const 
         ql_avx2_store_row(c, acc0[r], acc1[r], n0, nr, (char *)y + (size_t)(r * ldy) * es);
 }
 
+// mr rows (1..4) as a compile-time count
+QL_AVX2 static inline __attribute__((always_inline)) void
+tiles(const int SPLIT, int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part,
+      int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
+    switch (mr) {
+    case 1: tile(1, SPLIT, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 2: tile(2, SPLIT, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 3: tile(3, SPLIT, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    default: tile(4, SPLIT, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    }
+}
+
 QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
                                 int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
                                 int64_t ldy) {
-    if (flags & QL_AHIGH) {
-        switch (mr) {
-        case 1: tile(1, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        case 2: tile(2, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        case 3: tile(3, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        default: tile(4, 1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        }
-    } else {
-        switch (mr) {
-        case 1: tile(1, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        case 2: tile(2, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        case 3: tile(3, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        default: tile(4, 0, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-        }
-    }
+    if (flags & QL_AHIGH) tiles(1, mr, nr, ns, ap, wp, part, flags, c, n0, y, ldy);
+    else tiles(0, mr, nr, ns, ap, wp, part, flags, c, n0, y, ldy);
     /* explicit: the tile's tail call skips the compiler's vzeroupper, and dirty
      * upper ymm halves make every SSE instruction after us several times slower */
     _mm256_zeroupper();
