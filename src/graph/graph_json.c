@@ -230,20 +230,20 @@ static ql_status parse_node(const cJSON *j, int idx, jnode *n) {
             return bad("node '%s': \"qparams\" must be {\"scale\": > 0, \"zero_point\": 0..255}%s", n->name, "");
         n->scale = (float)sc->valuedouble;
         n->zero_point = (int)zp->valuedouble;
-        // optional output code range (reduce_range): 0 <= qmin <= zero_point, qmin < qmax <= 255
-        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(q, "qmin"), *hi = cJSON_GetObjectItemCaseSensitive(q, "qmax");
-        n->qmin = 0; n->qmax = 255;
+        // optional output code range (reduce_range): 0 <= qmin <= zero_point <= qmax <= 255, qmin < qmax
         for (const cJSON *k = q->child; k; k = k->next)
             if (strcmp(k->string, "scale") && strcmp(k->string, "zero_point") && strcmp(k->string, "qmin") &&
                 strcmp(k->string, "qmax"))
                 return bad("node '%s': unknown \"qparams\" key '%s'", n->name, k->string);
-        if ((lo && (!cJSON_IsNumber(lo) || lo->valuedouble != floor(lo->valuedouble))) ||
-            (hi && (!cJSON_IsNumber(hi) || hi->valuedouble != floor(hi->valuedouble))))
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(q, "qmin"), *hi = cJSON_GetObjectItemCaseSensitive(q, "qmax");
+        if ((lo && !cJSON_IsNumber(lo)) || (hi && !cJSON_IsNumber(hi)))
             return bad("node '%s': \"qmin\" / \"qmax\" must be integers%s", n->name, "");
-        if (lo) n->qmin = lo->valuedouble < -1 ? -1 : lo->valuedouble > 256 ? 256 : (int)lo->valuedouble;
-        if (hi) n->qmax = hi->valuedouble < -1 ? -1 : hi->valuedouble > 256 ? 256 : (int)hi->valuedouble;
-        if (n->qmin < 0 || n->qmax > 255 || n->qmin >= n->qmax || n->zero_point < n->qmin || n->zero_point > n->qmax)
-            return bad("node '%s': \"qparams\" need 0 <= qmin <= zero_point <= qmax <= 255, qmin < qmax%s", n->name, "");
+        double a = lo ? lo->valuedouble : 0, b = hi ? hi->valuedouble : 255;
+        if (a != floor(a) || b != floor(b) || a < 0 || b > 255 || a >= b || zp->valuedouble < a || zp->valuedouble > b)
+            return bad("node '%s': \"qparams\" need integers 0 <= qmin <= zero_point <= qmax <= 255, qmin < qmax%s",
+                       n->name, "");
+        n->qmin = (int)a;
+        n->qmax = (int)b;
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "inputs");
     if (!cJSON_IsArray(in)) return bad("node '%s': no \"inputs\" array%s", n->name, "");
