@@ -105,6 +105,12 @@ ql_status ql_check_image(const ql_node *n, const ql_node *in);
  * shrinks the kernel, with the first kept taps and the equivalent shape in
  * *out (which may alias s); 0 otherwise (out untouched). */
 int ql_conv_prune_taps(const ql_conv2d_shape *s, int *kh0, int *kw0, ql_conv2d_shape *out);
+/* The conv geometry of a conv-like node (attrs a) on input x (N,H,W,C), for `batch` images. */
+ql_status ql_conv_shape_of(const ql_attrs *a, const ql_tensor *x, int64_t batch, ql_conv2d_shape *s);
+/* OIHW weights of s (elements of es bytes) -> OHWI of the taps [kh0, kh0+kh) x [kw0, kw0+kw):
+ * the kernels' layout, restricted to the taps ql_conv_prune_taps kept. */
+void ql_conv_weight_live_ohwi(const void *oihw, size_t es, const ql_conv2d_shape *s, int kh0, int kw0,
+                              int kh, int kw, void *ohwi);
 
 /* Element count of the per-sample shape. */
 static inline int64_t ql_node_numel(const ql_node *n) {

@@ -1,4 +1,6 @@
-/* Attribute and input checks shared by the windowed ops (conv, pools). */
+/* Attribute and input checks shared by the windowed ops (conv, pools), and the
+ * conv geometry / weight layout shared by the FP32, INT8 and half convs. */
+#include <string.h>
 #include "graph/op.h"
 
 ql_status ql_check_window(const ql_node *n, int has_dilation) {
@@ -51,4 +53,25 @@ int ql_conv_prune_taps(const ql_conv2d_shape *s, int *kh0, int *kw0, ql_conv2d_s
     *kh0 = lh; *kw0 = lw;
     *out = t;
     return 1;
+}
+
+ql_status ql_conv_shape_of(const ql_attrs *a, const ql_tensor *x, int64_t batch, ql_conv2d_shape *s) {
+    *s = (ql_conv2d_shape){.n = (int)batch, .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
+                           .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0],
+                           .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1], .dh = a->dilation[0],
+                           .dw = a->dilation[1], .groups = a->groups};
+    return ql_conv2d_shape_init(s);
+}
+
+void ql_conv_weight_live_ohwi(const void *oihw, size_t es, const ql_conv2d_shape *s, int kh0, int kw0,
+                              int kh, int kw, void *ohwi) {
+    const char *src = oihw;
+    char *dst = ohwi;
+    const int ic = s->c / s->groups;
+    for (int o = 0; o < s->oc; o++)
+        for (int y = 0; y < kh; y++)
+            for (int x = 0; x < kw; x++)
+                for (int i = 0; i < ic; i++)
+                    memcpy(dst + ((((size_t)o * kh + y) * kw + x) * ic + i) * es,
+                           src + ((((size_t)o * ic + i) * s->kh + y + kh0) * s->kw + x + kw0) * es, es);
 }

@@ -71,13 +71,7 @@ static ql_status get_priv(ql_node *n, int oc, int64_t per, cbn_priv **out) {
 }
 
 static ql_status shape_of(const ql_op_ctx *c, ql_conv2d_shape *s) {
-    const ql_attrs *a = &c->n->a;
-    const ql_tensor *x = c->x[0];
-    *s = (ql_conv2d_shape){.n = (int)c->batch, .h = (int)x->shape[1], .w = (int)x->shape[2],
-                           .c = (int)x->shape[3], .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1],
-                           .sh = a->stride[0], .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1],
-                           .dh = a->dilation[0], .dw = a->dilation[1], .groups = a->groups};
-    return ql_conv2d_shape_init(s);
+    return ql_conv_shape_of(&c->n->a, c->x[0], c->batch, s);
 }
 
 static ql_status cbn_forward(ql_op_ctx *c) {

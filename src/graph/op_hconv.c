@@ -55,22 +55,13 @@ static ql_status hconv_pack(ql_op_ctx *c, hconv_priv **out) {
     q->w = NULL;
     const ql_attrs *a = &n->a;
     const ql_tensor *x = c->x[0];
-    ql_conv2d_shape s = {.n = 1, .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
-                         .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0],
-                         .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1], .dh = a->dilation[0],
-                         .dw = a->dilation[1], .groups = a->groups};
-    QL_TRY(ql_conv2d_shape_init(&s));
+    ql_conv2d_shape s;
+    QL_TRY(ql_conv_shape_of(a, x, 1, &s));
     int kh0 = 0, kw0 = 0, ic = s.c / s.groups;
     ql_conv2d_shape t = s;
     ql_conv_prune_taps(&s, &kh0, &kw0, &t);   /* inference only: drop taps that read only padding */
     if (!(q->w = ql_malloc(sizeof(uint16_t) * (size_t)s.oc * t.kh * t.kw * ic))) return QL_ENOMEM;
-    const uint16_t *src = n->params[0].value->data;   /* OIHW */
-    for (int o = 0; o < s.oc; o++)
-        for (int y = 0; y < t.kh; y++)
-            for (int xx = 0; xx < t.kw; xx++)
-                for (int i = 0; i < ic; i++)
-                    q->w[(((size_t)o * t.kh + y) * t.kw + xx) * ic + i] =
-                        src[(((size_t)o * ic + i) * s.kh + y + kh0) * s.kw + xx + kw0];
+    ql_conv_weight_live_ohwi(n->params[0].value->data, sizeof(uint16_t), &s, kh0, kw0, t.kh, t.kw, q->w);
     if (s.groups == 1 &&
         !(q->gemm = ql_hgemm_new(wdtype(n), q->w, s.oc, t.kh * t.kw * ic, QL_HGEMM_AUTO)))
         return ql_error_prefix(QL_ENOMEM, "node '%s'", n->name);

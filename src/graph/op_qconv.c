@@ -63,23 +63,14 @@ static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
     q->conv = NULL;
     const ql_attrs *a = &n->a;
     const ql_tensor *x = c->x[0];
-    ql_conv2d_shape s = {.n = 1, .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
-                         .oc = a->out_ch, .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0],
-                         .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1], .dh = a->dilation[0],
-                         .dw = a->dilation[1], .groups = a->groups};
-    QL_TRY(ql_conv2d_shape_init(&s));
+    ql_conv2d_shape s;
+    QL_TRY(ql_conv_shape_of(a, x, 1, &s));
     int kh0 = 0, kw0 = 0, ic = s.c / s.groups;
     ql_conv2d_shape t = s;
     ql_conv_prune_taps(&s, &kh0, &kw0, &t);   /* inference only: drop taps that read only padding */
     int8_t *w = ql_malloc((size_t)s.oc * t.kh * t.kw * ic);
     if (!w) return QL_ENOMEM;
-    const int8_t *src = n->params[0].value->data;   /* OIHW */
-    for (int o = 0; o < s.oc; o++)
-        for (int y = 0; y < t.kh; y++)
-            for (int xx = 0; xx < t.kw; xx++)
-                for (int i = 0; i < ic; i++)
-                    w[(((size_t)o * t.kh + y) * t.kw + xx) * ic + i] =
-                        src[(((size_t)o * ic + i) * s.kh + y + kh0) * s.kw + xx + kw0];
+    ql_conv_weight_live_ohwi(n->params[0].value->data, 1, &s, kh0, kw0, t.kh, t.kw, w);
     ql_qconv_params p = {.w = w, .w_scale = ql_f32(n->params[1].value),
                          .bias = a->bias ? ql_f32(n->params[3].value) : NULL,
                          .x_scale = x->scale, .x_zero = x->zero_point, .y_scale = n->out_scale,
