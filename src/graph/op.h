@@ -105,6 +105,12 @@ ql_status ql_check_image(const ql_node *n, const ql_node *in);
  * shrinks the kernel, with the first kept taps and the equivalent shape in
  * *out (which may alias s); 0 otherwise (out untouched). */
 int ql_conv_prune_taps(const ql_conv2d_shape *s, int *kh0, int *kw0, ql_conv2d_shape *out);
+/* params[k] is an s8 weight followed by its per-channel scale and zero point:
+ * the INT8 kernels need zero points 0 and scales > 0 (an error names the row). */
+ql_status ql_check_symmetric_weight(const ql_node *n, int k);
+/* Parameters of an INT8 linear (static or dynamic): weight (out,in) s8, weight_scale (out) f32,
+ * weight_zero_point (out) s32, bias (out) f32 when the node has one. */
+ql_status ql_s8_linear_params(ql_node *n);
 /* The conv geometry of a conv-like node (attrs a) on input x (N,H,W,C), for `batch` images. */
 ql_status ql_conv_shape_of(const ql_attrs *a, const ql_tensor *x, int64_t batch, ql_conv2d_shape *s);
 /* OIHW weights of s (elements of es bytes) -> OHWI of the taps [kh0, kh0+kh) x [kw0, kw0+kw):

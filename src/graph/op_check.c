@@ -1,5 +1,6 @@
-/* Attribute and input checks shared by the windowed ops (conv, pools), and the
- * conv geometry / weight layout shared by the FP32, INT8 and half convs. */
+/* Checks and layouts shared by several ops: window attributes (conv, pools),
+ * the conv geometry and weight layout of the FP32, INT8 and half convs, and
+ * the symmetric s8 weights of the INT8 linear, conv and LSTM ops. */
 #include <string.h>
 #include "graph/op.h"
 
@@ -74,4 +75,24 @@ void ql_conv_weight_live_ohwi(const void *oihw, size_t es, const ql_conv2d_shape
                 for (int i = 0; i < ic; i++)
                     memcpy(dst + ((((size_t)o * kh + y) * kw + x) * ic + i) * es,
                            src + ((((size_t)o * ic + i) * s->kh + y + kh0) * s->kw + x + kw0) * es, es);
+}
+
+ql_status ql_check_symmetric_weight(const ql_node *n, int k) {
+    const float *sc = ql_f32(n->params[k + 1].value);
+    const int32_t *zp = n->params[k + 2].value->data;
+    for (int64_t i = 0; i < n->params[k + 2].value->numel; i++)
+        if (zp[i] != 0 || !(sc[i] > 0))
+            return ql_error(QL_EFORMAT, "node '%s': the INT8 kernels need symmetric weights (zero point 0, scale > 0); "
+                            "%s row %lld has zero point %d, scale %g", n->name, n->params[k].name, (long long)i,
+                            zp[i], (double)sc[i]);
+    return QL_OK;
+}
+
+ql_status ql_s8_linear_params(ql_node *n) {
+    int64_t ws[2] = {n->a.out_ch, n->a.in_ch}, cs[1] = {n->a.out_ch};
+    QL_TRY(ql_node_add_param_dtype(n, "weight", QL_DTYPE_S8, 2, ws, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_scale", QL_DTYPE_F32, 1, cs, 0));
+    QL_TRY(ql_node_add_param_dtype(n, "weight_zero_point", QL_DTYPE_S32, 1, cs, 0));
+    if (n->a.bias) QL_TRY(ql_node_add_param_dtype(n, "bias", QL_DTYPE_F32, 1, cs, 0));
+    return QL_OK;
 }

@@ -25,32 +25,12 @@ static ql_status dlinear_infer(ql_node *n, const ql_node *const *in) {
     return QL_OK;
 }
 
-/* weight (out,in) s8, weight_scale (out) f32, weight_zero_point (out) s32, bias (out) f32 */
-static ql_status dlinear_params(ql_node *n) {
-    int64_t ws[2] = {n->a.out_ch, n->a.in_ch}, cs[1] = {n->a.out_ch};
-    QL_TRY(ql_node_add_param_dtype(n, "weight", QL_DTYPE_S8, 2, ws, 0));
-    QL_TRY(ql_node_add_param_dtype(n, "weight_scale", QL_DTYPE_F32, 1, cs, 0));
-    QL_TRY(ql_node_add_param_dtype(n, "weight_zero_point", QL_DTYPE_S32, 1, cs, 0));
-    if (n->a.bias) QL_TRY(ql_node_add_param_dtype(n, "bias", QL_DTYPE_F32, 1, cs, 0));
-    return QL_OK;
-}
-
-static ql_status check_symmetric(const ql_node *n) {
-    const float *sc = ql_f32(n->params[1].value);
-    const int32_t *zp = n->params[2].value->data;
-    for (int64_t i = 0; i < n->params[2].value->numel; i++)
-        if (zp[i] != 0 || !(sc[i] > 0))
-            return ql_error(QL_EFORMAT, "node '%s': dynamic INT8 needs symmetric weights (zero point 0, scale > 0); "
-                            "channel %lld has zero point %d, scale %g", n->name, (long long)i, zp[i], (double)sc[i]);
-    return QL_OK;
-}
-
 static ql_status dlinear_forward(ql_op_ctx *c) {
     ql_node *n = c->n;
     dlinear_priv *q = n->priv;
     if (c->x[0]->dtype != QL_DTYPE_F32) return ql_error(QL_ESTATE, "node '%s': dlinear needs an f32 input", n->name);
     if (!q || q->version != c->g->version || !q->lin) {
-        QL_TRY(check_symmetric(n));
+        QL_TRY(ql_check_symmetric_weight(n, 0));
         if (!q) {
             if (!(q = ql_calloc(sizeof *q))) return QL_ENOMEM;
             n->priv = q;
@@ -75,5 +55,5 @@ static ql_status no_backward(ql_op_ctx *c) {
                     "before quantize_dynamic", c->n->name);
 }
 
-const ql_op_def ql_op_dlinear_def = {1, 1, dlinear_infer, dlinear_params, dlinear_forward, no_backward,
+const ql_op_def ql_op_dlinear_def = {1, 1, dlinear_infer, ql_s8_linear_params, dlinear_forward, no_backward,
                                      dlinear_priv_free};

@@ -54,25 +54,14 @@ static ql_status dlstm_params(ql_node *n) {
     return QL_OK;
 }
 
-// params[k] is an s8 weight with its scale and zero point after it
-static ql_status check_symmetric(const ql_node *n, int k) {
-    const float *sc = ql_f32(n->params[k + 1].value);
-    const int32_t *zp = n->params[k + 2].value->data;
-    for (int64_t i = 0; i < n->params[k + 2].value->numel; i++)
-        if (zp[i] != 0 || !(sc[i] > 0))
-            return ql_error(QL_EFORMAT, "node '%s': %s needs symmetric weights (zero point 0, scale > 0); row %lld "
-                            "has zero point %d, scale %g", n->name, n->params[k].name, (long long)i, zp[i], (double)sc[i]);
-    return QL_OK;
-}
-
 static ql_status build(ql_node *n, ql_dlstm **out) {
     const int L = n->a.layers, P = per_layer(n);
     const int8_t *wi[MAX_LAYERS], *wh[MAX_LAYERS];
     const float *si[MAX_LAYERS], *sh[MAX_LAYERS], *bi[MAX_LAYERS], *bh[MAX_LAYERS];
     for (int l = 0; l < L; l++) {
         const ql_param *p = &n->params[l * P];
-        QL_TRY(check_symmetric(n, l * P));
-        QL_TRY(check_symmetric(n, l * P + 3));
+        QL_TRY(ql_check_symmetric_weight(n, l * P));
+        QL_TRY(ql_check_symmetric_weight(n, l * P + 3));
         wi[l] = p[0].value->data; si[l] = ql_f32(p[1].value);
         wh[l] = p[3].value->data; sh[l] = ql_f32(p[4].value);
         bi[l] = n->a.bias ? ql_f32(p[6].value) : NULL;

@@ -40,21 +40,11 @@ static ql_status qconv_params(ql_node *n) {
     return QL_OK;
 }
 
-static ql_status check_weights(const ql_node *n) {
-    const int32_t *zp = n->params[2].value->data;
-    const float *sc = ql_f32(n->params[1].value);
-    for (int64_t i = 0; i < n->params[2].value->numel; i++)
-        if (zp[i] != 0 || !(sc[i] > 0))
-            return ql_error(QL_EFORMAT, "node '%s': the INT8 kernels need symmetric weights (zero point 0, scale > 0); "
-                            "channel %lld has zero point %d, scale %g", n->name, (long long)i, zp[i], (double)sc[i]);
-    return QL_OK;
-}
-
 static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
     ql_node *n = c->n;
     qpriv *q = n->priv;
     if (q && q->version == c->g->version && q->conv) { *out = q; return QL_OK; }
-    QL_TRY(check_weights(n));
+    QL_TRY(ql_check_symmetric_weight(n, 0));
     if (!q) {
         if (!(q = ql_calloc(sizeof *q))) return QL_ENOMEM;
         n->priv = q;
@@ -105,22 +95,13 @@ static ql_status qlinear_infer(ql_node *n, const ql_node *const *in) {
     return QL_OK;
 }
 
-static ql_status qlinear_params(ql_node *n) {
-    int64_t ws[2] = {n->a.out_ch, n->a.in_ch}, cs[1] = {n->a.out_ch};
-    QL_TRY(ql_node_add_param_dtype(n, "weight", QL_DTYPE_S8, 2, ws, 0));
-    QL_TRY(ql_node_add_param_dtype(n, "weight_scale", QL_DTYPE_F32, 1, cs, 0));
-    QL_TRY(ql_node_add_param_dtype(n, "weight_zero_point", QL_DTYPE_S32, 1, cs, 0));
-    if (n->a.bias) QL_TRY(ql_node_add_param_dtype(n, "bias", QL_DTYPE_F32, 1, cs, 0));
-    return QL_OK;
-}
-
 static ql_status qlinear_forward(ql_op_ctx *c) {
     ql_node *n = c->n;
     const ql_tensor *x = c->x[0];
     if (x->dtype != QL_DTYPE_U8) return ql_error(QL_ESTATE, "node '%s': qlinear needs a u8 input", n->name);
     qpriv *q = n->priv;
     if (!q || q->version != c->g->version || !q->lin) {
-        QL_TRY(check_weights(n));
+        QL_TRY(ql_check_symmetric_weight(n, 0));
         if (!q) {
             if (!(q = ql_calloc(sizeof *q))) return QL_ENOMEM;
             n->priv = q;
@@ -144,4 +125,4 @@ static ql_status no_backward(ql_op_ctx *c) {
 }
 
 const ql_op_def ql_op_qconv2d_def = {1, 1, qconv_infer, qconv_params, qconv_forward, no_backward, qpriv_free};
-const ql_op_def ql_op_qlinear_def = {1, 1, qlinear_infer, qlinear_params, qlinear_forward, no_backward, qpriv_free};
+const ql_op_def ql_op_qlinear_def = {1, 1, qlinear_infer, ql_s8_linear_params, qlinear_forward, no_backward, qpriv_free};
