@@ -28,6 +28,14 @@ function H.near(a, b, tol, what)
          string.format("%s: %.8g vs %.8g (tol %g)", what or "value", a, b, tol))
 end
 
+-- largest |a[i] - b[i]| over two tensors of the same size
+function H.maxdiff(a, b)
+  local ta, tb, m = a:table(), b:table(), 0
+  assert(#ta == #tb, "sizes differ")
+  for i = 1, #ta do m = math.max(m, math.abs(ta[i] - tb[i])) end
+  return m
+end
+
 function H.tmpdir()
   local d = os.tmpname()
   os.remove(d)

@@ -11,12 +11,7 @@ local train = qlab.data.fashion_mnist{split = "train"}
 local tmp = H.tmpdir()
 local x16 = test:subset(1, 16):loader{batch = 16}:next()
 
-local function maxdiff(a, b)
-  local ta, tb, m = a:table(), b:table(), 0
-  assert(#ta == #tb, "sizes differ")
-  for i = 1, #ta do m = math.max(m, math.abs(ta[i] - tb[i])) end
-  return m
-end
+local maxdiff = H.maxdiff
 
 local function file_size(path)
   local f = assert(io.open(path, "rb"))

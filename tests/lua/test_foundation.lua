@@ -37,12 +37,7 @@ local function resnet_mini()
   return b:build(b:linear("fc", x, {out = 10}))
 end
 
-local function maxdiff(a, b)
-  local ta, tb, m = a:table(), b:table(), 0
-  assert(#ta == #tb)
-  for i = 1, #ta do m = math.max(m, math.abs(ta[i] - tb[i])) end
-  return m
-end
+local maxdiff = H.maxdiff
 
 local test = qlab.data.fashion_mnist{split = "test"}
 

@@ -9,11 +9,7 @@ local test = qlab.data.fashion_mnist{split = "test"}
 local train = qlab.data.fashion_mnist{split = "train"}
 local tmp = H.tmpdir()
 
-local function maxdiff(a, b)
-  local ta, tb, m = a:table(), b:table(), 0
-  for i = 1, #ta do m = math.max(m, math.abs(ta[i] - tb[i])) end
-  return m
-end
+local maxdiff = H.maxdiff
 
 -- every fusion pattern: conv+bn, conv+bn+relu, conv+bn+relu6, conv+relu, linear+relu, add+relu
 local function all_patterns()

@@ -17,11 +17,7 @@ local function net()
   return b:build(b:linear("fc", x, {out = 10}))
 end
 
-local function maxdiff(a, b)
-  local ta, tb, m = a:table(), b:table(), 0
-  for i = 1, #ta do m = math.max(m, math.abs(ta[i] - tb[i])) end
-  return m
-end
+local maxdiff = H.maxdiff
 
 local function warm(m)   -- non-trivial BN statistics
   qlab.train(m, train:subset(1, 256):loader{batch = 64, seed = 1}, {epochs = 1, lr = 0.05, quiet = true})
