@@ -24,8 +24,9 @@ double ql_compare_mse(const ql_compare_sums *s);
 typedef struct {
     double kl;                /* sum over rows of KL(softmax(ref) || softmax(approx)), nats */
     int64_t rows;
-    int64_t agree;            /* rows whose argmax is the same */
-    int64_t correct_ref;      /* top-1 hits (labels given; ties count, as in ql_evaluate) */
+    int64_t agree;            /* rows whose top-1 class is the same */
+    int64_t ties;             /* rows whose approx top logit is tied */
+    int64_t correct_ref;      /* top-1 hits (labels given; ql_topk_row's rule: a tie is no free hit) */
     int64_t correct_approx;
 } ql_logit_sums;
 

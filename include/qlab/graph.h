@@ -62,6 +62,7 @@ typedef struct {
     float eps, momentum;      /* batchnorm (PyTorch defaults 1e-5, 0.1) */
     int ceil_mode, count_include_pad;
     int act;                  /* fused activation of conv2d / linear / add (QL_ACT_*) */
+    int f32_out;              /* qconv2d / qlinear: f32 output straight from the s32 accumulator */
 } ql_attrs;
 
 enum { QL_ACT_NONE = 0, QL_ACT_RELU = 1, QL_ACT_RELU6 = 2 };
@@ -176,11 +177,18 @@ const ql_tensor *ql_graph_activation(const ql_graph *g, int i);
 
 /* Evaluation result of ql_evaluate. */
 typedef struct {
-    double top1, top5, loss;   /* top1/top5 in percent, mean loss */
+    double top1, top5, loss;   /* top1/top5 in percent (ql_topk_row's rule), mean loss */
     int64_t n;
+    int64_t ties;              /* images whose top logit is tied (logits too coarse) */
+    int has_ref;               /* the fields below are set */
+    double agree;              /* percent of images whose top-1 equals the reference's */
+    double ref_top1;           /* the reference's own top-1 on the same images */
+    int64_t ref_right_wrong;   /* images the reference gets right and the model wrong */
+    int64_t ref_wrong_right;   /* and the other way round */
 } ql_eval_result;
 
 struct ql_loader;
-ql_status ql_evaluate(ql_graph *g, struct ql_loader *ld, const ql_progress *p, ql_eval_result *res);
+/* ref: a reference model (the FP32 original) run on the same batches, or NULL. */
+ql_status ql_evaluate(ql_graph *g, ql_graph *ref, struct ql_loader *ld, const ql_progress *p, ql_eval_result *res);
 
 #endif

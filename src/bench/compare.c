@@ -6,6 +6,7 @@
 #include <string.h>
 #include "qlab/alloc.h"
 #include "qlab/compare.h"
+#include "qlab/topk.h"
 
 void ql_compare_init(ql_compare_sums *s) { memset(s, 0, sizeof *s); }
 void ql_logit_sums_init(ql_logit_sums *s) { memset(s, 0, sizeof *s); }
@@ -79,31 +80,16 @@ double ql_compare_sqnr_db(const ql_compare_sums *s) {
 
 double ql_compare_mse(const ql_compare_sums *s) { return s->n ? s->sum_err2 / (double)s->n : 0; }
 
-// row (c) -> log softmax into out (c), argmax returned
-static int log_softmax(const ql_tensor *t, int64_t off, int64_t c, double *out) {
-    int am = 0;
+// row (c) as floats -> log softmax into out (c)
+static void log_softmax(const float *x, int64_t c, double *out) {
     double m = -INFINITY, z = 0;
-    for (int64_t k = 0; k < c; k++) {
-        out[k] = value_at(t, off + k);
-        if (out[k] > m) { m = out[k]; am = (int)k; }
-    }
-    for (int64_t k = 0; k < c; k++) z += exp(out[k] - m);
+    for (int64_t k = 0; k < c; k++) if (x[k] > m) m = x[k];
+    for (int64_t k = 0; k < c; k++) z += exp((double)x[k] - m);
     double lz = m + log(z);
-    for (int64_t k = 0; k < c; k++) out[k] -= lz;
-    return am;
+    for (int64_t k = 0; k < c; k++) out[k] = (double)x[k] - lz;
 }
 
-// label y is a top-1 hit when no class scores strictly higher (ties count, as in ql_evaluate)
-static int hit(const ql_tensor *t, int64_t off, int64_t c, int32_t y) {
-    if (y < 0 || y >= c) return 0;
-    double v = value_at(t, off + y);
-    if (v != v) return 0;
-    for (int64_t k = 0; k < c; k++)
-        if (value_at(t, off + k) > v) return 0;
-    return 1;
-}
-
-// ref, approx (N, C) logits; labels (N) s32 or NULL
+// ref, approx (N, C) logits; labels (N) s32 or NULL. Hits and agreement follow ql_topk_row.
 ql_status ql_compare_logits(ql_logit_sums *s, const ql_tensor *ref, const ql_tensor *approx, const ql_tensor *labels) {
     ql_status st = check_pair(ref, approx, "compare_logits");
     if (st != QL_OK) return st;
@@ -112,22 +98,33 @@ ql_status ql_compare_logits(ql_logit_sums *s, const ql_tensor *ref, const ql_ten
     if (c < 1 || c > 1 << 20) return ql_error(QL_ESHAPE, "compare_logits: %lld classes", (long long)c);
     if (labels && (labels->dtype != QL_DTYPE_S32 || labels->numel != n))
         return ql_error(QL_ESHAPE, "compare_logits: labels must be %lld s32 values", (long long)n);
-    double buf[2 * 1024], *p = buf;
-    if (c > 1024 && !(p = ql_malloc(2 * (size_t)c * sizeof *p))) return QL_ENOMEM;
+    enum { SMALL = 1024 };
+    double dbuf[2 * SMALL], *p = dbuf;
+    float fbuf[SMALL], *fq = fbuf;
+    if (c > SMALL) {
+        p = ql_malloc(2 * (size_t)c * sizeof *p);
+        fq = ql_malloc((size_t)c * sizeof *fq);
+        if (!p || !fq) { ql_free(p); ql_free(fq); return QL_ENOMEM; }
+    }
     double *lp = p, *lq = p + c;
+    ql_topk_counts k = {0};
     for (int64_t r = 0; r < n; r++) {
-        int ap = log_softmax(ref, r * c, c, lp), aq = log_softmax(approx, r * c, c, lq);
+        const float *fr = ql_f32(ref) + r * c;
+        for (int64_t j = 0; j < c; j++) fq[j] = (float)value_at(approx, r * c + j);
+        log_softmax(fr, c, lp);
+        log_softmax(fq, c, lq);
         double kl = 0;
-        for (int64_t k = 0; k < c; k++) kl += exp(lp[k]) * (lp[k] - lq[k]);
+        for (int64_t j = 0; j < c; j++) kl += exp(lp[j]) * (lp[j] - lq[j]);
         s->kl += kl;
-        s->agree += ap == aq;
-        if (labels) {
-            int32_t y = ((const int32_t *)labels->data)[r];
-            s->correct_ref += hit(ref, r * c, c, y);
-            s->correct_approx += hit(approx, r * c, c, y);
-        }
+        ql_topk_count(&k, fq, fr, 1, c, labels ? (const int32_t *)labels->data + r : NULL);
+    }
+    s->agree += k.agree;
+    s->ties += k.ties;
+    if (labels) {
+        s->correct_ref += k.ref_top1;
+        s->correct_approx += k.top1;
     }
     s->rows += n;
-    if (p != buf) ql_free(p);
+    if (p != dbuf) { ql_free(p); ql_free(fq); }
     return QL_OK;
 }

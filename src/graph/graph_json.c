@@ -43,6 +43,7 @@ static const struct { const char *key; attr_kind kind; size_t off; unsigned long
     {"ceil_mode", A_BOOL, offsetof(ql_attrs, ceil_mode), OPS(QL_OP_MAXPOOL2D) | OPS(QL_OP_AVGPOOL2D) | OPS(QL_OP_QMAXPOOL2D)},
     {"count_include_pad", A_BOOL, offsetof(ql_attrs, count_include_pad), OPS(QL_OP_AVGPOOL2D)},
     {"act", A_INT, offsetof(ql_attrs, act), 0},
+    {"f32_out", A_BOOL, offsetof(ql_attrs, f32_out), 0},
 };
 #define NATTRS (int)(sizeof attr_keys / sizeof *attr_keys)
 

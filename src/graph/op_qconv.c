@@ -1,5 +1,6 @@
 /* qconv2d and qlinear nodes: s8 weights (PyTorch layout, per-channel scales),
- * f32 bias, u8 activations in and out. The kernels' packed form (ql_qconv /
+ * f32 bias, u8 activations in; u8 out, or f32 (attr f32_out: the accumulator
+ * scaled by sx*sw[n] plus the float bias, where only FP32 nodes consume it). The kernels' packed form (ql_qconv /
  * ql_qlinear) is built on first use from the parameters and the input's
  * qparams, and rebuilt when g->version moves. */
 #include <string.h>
@@ -25,7 +26,7 @@ static void qpriv_free(void *p) {
 
 static ql_status qconv_infer(ql_node *n, const ql_node *const *in) {
     QL_TRY(ql_op_conv2d_def.infer(n, in));
-    n->out_dtype = QL_DTYPE_U8;
+    n->out_dtype = n->a.f32_out ? QL_DTYPE_F32 : QL_DTYPE_U8;
     return QL_OK;
 }
 
@@ -64,7 +65,7 @@ static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
     ql_qconv_params p = {.w = w, .w_scale = ql_f32(n->params[1].value),
                          .bias = a->bias ? ql_f32(n->params[3].value) : NULL,
                          .x_scale = x->scale, .x_zero = x->zero_point, .y_scale = n->out_scale,
-                         .y_zero = n->out_zero, .relu = a->act, .f32_out = 0,
+                         .y_zero = n->out_zero, .relu = a->act, .f32_out = a->f32_out,
                          .y_qmin = n->out_qmin, .y_qmax = n->out_qmax,
                          .x_qmax = c->g->nodes[n->inputs[0]].out_qmax};
     q->conv = ql_qconv_new(&t, &p, ql_isa_active());
@@ -91,7 +92,7 @@ static ql_status qconv_forward(ql_op_ctx *c) {
 /* ---- qlinear ---------------------------------------------------------------- */
 static ql_status qlinear_infer(ql_node *n, const ql_node *const *in) {
     QL_TRY(ql_op_linear_def.infer(n, in));
-    n->out_dtype = QL_DTYPE_U8;
+    n->out_dtype = n->a.f32_out ? QL_DTYPE_F32 : QL_DTYPE_U8;
     return QL_OK;
 }
 
@@ -110,7 +111,7 @@ static ql_status qlinear_forward(ql_op_ctx *c) {
         ql_qlinear_params p = {.w = n->params[0].value->data, .w_scale = ql_f32(n->params[1].value),
                                .bias = n->a.bias ? ql_f32(n->params[3].value) : NULL, .x_scale = x->scale,
                                .x_zero = x->zero_point, .y_scale = n->out_scale, .y_zero = n->out_zero,
-                               .relu = n->a.act, .f32_out = 0, .y_qmin = n->out_qmin, .y_qmax = n->out_qmax,
+                               .relu = n->a.act, .f32_out = n->a.f32_out, .y_qmin = n->out_qmin, .y_qmax = n->out_qmax,
                                .x_qmax = c->g->nodes[n->inputs[0]].out_qmax};
         if (!(q->lin = ql_qlinear_new(n->a.in_ch, n->a.out_ch, &p, ql_isa_active()))) return QL_ENOMEM;
         q->version = c->g->version;

@@ -88,17 +88,32 @@ static int l_profile(lua_State *L) {
     return 1;
 }
 
-/* qlab.evaluate(model, loader) -> {top1, top5, loss, n} */
+/* qlab.evaluate(model, loader [, {reference = fp32}]) -> {top1, top5, loss, n, ties}, and with a
+ * reference also {agree, ref_top1, flips = {lost, gained}}: agree in percent, flips in images. */
 static int l_evaluate(lua_State *L) {
+    static const char *const keys[] = {"reference", NULL};
     ql_graph *g = lq_check_model(L, 1);
     ql_loader *ld = lq_check_loader(L, 2);
+    lq_check_keys(L, 3, "evaluate", keys);
+    ql_graph *ref = NULL;
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "reference") != LUA_TNIL) ref = lq_check_model(L, -1);
+    if (ref == g) return luaL_error(L, "evaluate: the reference must be another model (clone it first)");
     ql_eval_result r;
-    LQ_TRY(L, ql_evaluate(g, ld, &lq_progress, &r));
-    lua_createtable(L, 0, 4);
+    LQ_TRY(L, ql_evaluate(g, ref, ld, &lq_progress, &r));
+    lua_createtable(L, 0, 9);
     lua_pushnumber(L, r.top1); lua_setfield(L, -2, "top1");
     lua_pushnumber(L, r.top5); lua_setfield(L, -2, "top5");
     lua_pushnumber(L, r.loss); lua_setfield(L, -2, "loss");
     lua_pushinteger(L, r.n); lua_setfield(L, -2, "n");
+    lua_pushinteger(L, r.ties); lua_setfield(L, -2, "ties");
+    if (r.has_ref) {
+        lua_pushnumber(L, r.agree); lua_setfield(L, -2, "agree");
+        lua_pushnumber(L, r.ref_top1); lua_setfield(L, -2, "ref_top1");
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, r.ref_right_wrong); lua_setfield(L, -2, "lost");
+        lua_pushinteger(L, r.ref_wrong_right); lua_setfield(L, -2, "gained");
+        lua_setfield(L, -2, "flips");
+    }
     return 1;
 }
 

@@ -5,7 +5,7 @@
  *   qlab.compare_logits(ref, approx [, labels] [, acc]) -> acc
  *   qlab._compare_nodes(ref_model, model, pairs, sums)
  * sums = {sum_ref2, sum_err2, max_abs, n} (running, updated in place);
- * acc = {kl, rows, agree, correct_ref, correct_approx}. */
+ * acc = {kl, rows, agree, ties, correct_ref, correct_approx}. */
 #include "lqlab.h"
 #include "qlab/compare.h"
 
@@ -59,12 +59,15 @@ static int l_compare_logits(lua_State *L) {
     ql_tensor *ref = lq_check_tensor(L, 1), *q = lq_check_tensor(L, 2);
     ql_tensor *labels = lua_isnoneornil(L, 3) ? NULL : lq_check_tensor(L, 3);
     int t = opt_table(L, 4);
-    ql_logit_sums s = {get_num(L, t, "kl"), (int64_t)get_num(L, t, "rows"), (int64_t)get_num(L, t, "agree"),
-                       (int64_t)get_num(L, t, "correct_ref"), (int64_t)get_num(L, t, "correct_approx")};
+    ql_logit_sums s = {.kl = get_num(L, t, "kl"), .rows = (int64_t)get_num(L, t, "rows"),
+                       .agree = (int64_t)get_num(L, t, "agree"), .ties = (int64_t)get_num(L, t, "ties"),
+                       .correct_ref = (int64_t)get_num(L, t, "correct_ref"),
+                       .correct_approx = (int64_t)get_num(L, t, "correct_approx")};
     LQ_TRY(L, ql_compare_logits(&s, ref, q, labels));
     set_num(L, t, "kl", s.kl);
     set_int(L, t, "rows", s.rows);
     set_int(L, t, "agree", s.agree);
+    set_int(L, t, "ties", s.ties);
     set_int(L, t, "correct_ref", s.correct_ref);
     set_int(L, t, "correct_approx", s.correct_approx);
     lua_pushvalue(L, t);

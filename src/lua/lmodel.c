@@ -50,7 +50,7 @@ static int l_nodes(lua_State *L) {
     lua_createtable(L, g->nnodes - 1, 0);
     for (int i = 1; i < g->nnodes; i++) {
         const ql_node *n = &g->nodes[i];
-        lua_createtable(L, 0, 7);
+        lua_createtable(L, 0, 9);
         lua_pushstring(L, n->name); lua_setfield(L, -2, "name");
         lua_pushstring(L, ql_op_name(n->op)); lua_setfield(L, -2, "op");
         lua_createtable(L, n->ninputs, 0);
@@ -60,6 +60,7 @@ static int l_nodes(lua_State *L) {
         lua_pushinteger(L, ql_node_param_count(n)); lua_setfield(L, -2, "params");
         lua_pushstring(L, n->precision); lua_setfield(L, -2, "precision");
         lua_pushinteger(L, i); lua_setfield(L, -2, "index");
+        lua_pushstring(L, ql_dtype_name(n->out_dtype)); lua_setfield(L, -2, "dtype");   // of its output
         if (n->out_dtype == QL_DTYPE_U8) {   // u8 output: x = (q - zero_point) * scale, q in [qmin, qmax]
             lua_createtable(L, 0, 4);
             lua_pushnumber(L, n->out_scale); lua_setfield(L, -2, "scale");

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include "lqlab.h"
+#include "qlab/topk.h"
 
 static const char *dtypes_known = "f32, f16, bf16, u8, s8, s32";
 
@@ -189,7 +190,7 @@ static int l_reshape(lua_State *L) {
     return 1;
 }
 
-/* Index of the max of each row of a (N,K) tensor, 1-based, as a table. */
+/* Index of the max of each row of a (N,K) tensor, 1-based, as a table (ties: the lower index). */
 static int l_argmax(lua_State *L) {
     ql_tensor *t = lq_check_tensor(L, 1);
     if (t->dtype != QL_DTYPE_F32 || t->ndim < 1) return luaL_error(L, "argmax: needs an f32 tensor");
@@ -197,9 +198,7 @@ static int l_argmax(lua_State *L) {
     const float *x = ql_f32(t);
     lua_createtable(L, (int)n, 0);
     for (int64_t i = 0; i < n; i++) {
-        int64_t b = 0;
-        for (int64_t j = 1; j < k; j++) if (x[i * k + j] > x[i * k + b]) b = j;
-        lua_pushinteger(L, b + 1);
+        lua_pushinteger(L, ql_topk_row(x + i * k, k, -1).pred + 1);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;

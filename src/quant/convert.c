@@ -3,7 +3,10 @@
  * qparams from the activation observers); a quantize node is inserted where
  * an FP32 value enters a quantized node, a dequantize where a u8 value
  * enters an FP32 node or leaves the model. Names: "<producer>_quant",
- * "<producer>_dequant". */
+ * "<producer>_dequant". A quantized conv / linear whose value only FP32
+ * nodes (or the model's output) read writes f32 straight from its s32
+ * accumulator instead (attr f32_out): no 8-bit rounding of the logits, so no
+ * ties made by requantization, and one pass fewer. */
 #include <stdio.h>
 #include <string.h>
 #include "qlab/alloc.h"
@@ -18,6 +21,7 @@ typedef struct {
     int32_t *zero;
     int32_t *qlo, *qhi;      /* [src nodes] its code range */
     unsigned char *q;        /* [src nodes] converted to INT8 */
+    unsigned char *f32_only; /* [src nodes] read only as f32 (by FP32 nodes or as the output) */
 } conv_ctx;
 
 static ql_op_type qop(ql_op_type op) {
@@ -132,9 +136,18 @@ static ql_status convert_node(conv_ctx *c, int i) {
     ql_attrs a = n->a;
     if (n->op == QL_OP_RELU) a.act = QL_ACT_RELU;
     if (n->op == QL_OP_RELU6) a.act = QL_ACT_RELU6;
+    int f32_out = c->f32_only[i] && (n->op == QL_OP_CONV2D || n->op == QL_OP_LINEAR);
+    a.f32_out = f32_out;
     int idx = add_node(c, n->name, qop(n->op), in, n->ninputs, &a);
     if (idx < 0) return QL_EINVAL;
     ql_node *d = &c->dst->nodes[idx];
+    set_precision(d, &n->plan);
+    if (f32_out) {   /* no output qparams: the activation observer is not needed */
+        QL_TRY(quantize_weight(n, n->params[0].value, d));
+        if (n->a.bias) QL_TRY(ql_tensor_copy(d->params[3].value, n->params[1].value));
+        c->fmap[i] = idx;
+        return QL_OK;
+    }
     if (ql_quant_passthrough(n->op)) {
         c->scale[i] = c->scale[n->inputs[0]];
         c->zero[i] = c->zero[n->inputs[0]];
@@ -147,7 +160,6 @@ static ql_status convert_node(conv_ctx *c, int i) {
     d->out_zero = c->zero[i];
     d->out_qmin = c->qlo[i];
     d->out_qmax = c->qhi[i];
-    set_precision(d, &n->plan);
     if (n->op == QL_OP_CONV2D || n->op == QL_OP_LINEAR) {
         QL_TRY(quantize_weight(n, n->params[0].value, d));
         if (n->a.bias) QL_TRY(ql_tensor_copy(d->params[3].value, n->params[1].value));
@@ -169,15 +181,30 @@ ql_status ql_convert(ql_graph *g) {
     c.qlo = ql_malloc(sizeof(int32_t) * nn);
     c.qhi = ql_malloc(sizeof(int32_t) * nn);
     c.q = ql_calloc((size_t)nn);
-    ql_status st = (c.dst && c.fmap && c.qmap && c.scale && c.zero && c.qlo && c.qhi && c.q) ? QL_OK : QL_ENOMEM;
+    c.f32_only = ql_calloc((size_t)nn);
+    ql_status st = (c.dst && c.fmap && c.qmap && c.scale && c.zero && c.qlo && c.qhi && c.q && c.f32_only)
+                       ? QL_OK : QL_ENOMEM;
     for (int i = 0; st == QL_OK && i < nn; i++) {
         c.fmap[i] = c.qmap[i] = -1;
         c.q[i] = i > 0 && g->nodes[i].plan.mode == QL_QMODE_INT8 && ql_quant_supported(g->nodes[i].op);
     }
+    /* f32_only[i]: some reader, and no quantized one */
+    unsigned char *u8_read = st == QL_OK ? ql_calloc((size_t)nn) : NULL;
+    if (st == QL_OK && !u8_read) st = QL_ENOMEM;
+    for (int j = 1; st == QL_OK && j < nn; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++) {
+            int i = g->nodes[j].inputs[k];
+            if (c.q[j]) u8_read[i] = 1; else c.f32_only[i] = 1;
+        }
+    if (st == QL_OK) {
+        c.f32_only[g->output] = 1;
+        for (int i = 0; i < nn; i++) c.f32_only[i] = c.f32_only[i] && !u8_read[i];
+    }
+    ql_free(u8_read);
     if (st == QL_OK) c.fmap[0] = 0;
     for (int i = 1; st == QL_OK && i < nn; i++) st = convert_node(&c, i);
     if (st == QL_OK) {
-        int out = c.q[g->output] ? f32_value(&c, g->output) : c.fmap[g->output];
+        int out = c.fmap[g->output] >= 0 ? c.fmap[g->output] : f32_value(&c, g->output);
         st = out < 0 ? QL_EINVAL : ql_graph_set_output(c.dst, out);
     }
     if (st == QL_OK) {   /* the converted graph takes the place of the old one */
@@ -188,6 +215,6 @@ ql_status ql_convert(ql_graph *g) {
         *c.dst = tmp;
     }
     ql_graph_free(c.dst);
-    ql_free(c.fmap); ql_free(c.qmap); ql_free(c.scale); ql_free(c.zero); ql_free(c.qlo); ql_free(c.qhi); ql_free(c.q);
+    ql_free(c.fmap); ql_free(c.qmap); ql_free(c.scale); ql_free(c.zero); ql_free(c.qlo); ql_free(c.qhi); ql_free(c.q); ql_free(c.f32_only);
     return st;
 }

@@ -85,16 +85,22 @@ ql_status ql_prepare_qat(ql_graph *g, const ql_qplan *plans) {
         }
     }
     /* which values get a fakequant: outputs of quantized non-pass-through
-     * nodes, and FP32 values read by quantized nodes */
+     * nodes that a quantized node reads (a conv / linear read only by FP32
+     * nodes or as the output writes f32 after convert: no fakequant), and
+     * FP32 values read by quantized nodes */
     int nn = g->nnodes;
     const ql_observer_opts **fq = ql_calloc(sizeof *fq * (size_t)nn);
     int *map = ql_malloc(sizeof(int) * (size_t)nn);
-    if (!fq || !map) { ql_free(fq); ql_free(map); return QL_ENOMEM; }
+    unsigned char *q_read = ql_calloc((size_t)nn);
+    if (!fq || !map || !q_read) { ql_free(fq); ql_free(map); ql_free(q_read); return QL_ENOMEM; }
+    for (int j = 1; j < nn; j++)
+        if (planned(&g->nodes[j]) || g->nodes[j].op == QL_OP_CONV_BN)
+            for (int k = 0; k < g->nodes[j].ninputs; k++) q_read[g->nodes[j].inputs[k]] = 1;
     for (int i = 1; i < nn; i++) {
         const ql_node *n = &g->nodes[i];
         int q = planned(n) || n->op == QL_OP_CONV_BN;
         if (!q) continue;
-        if (!ql_quant_passthrough(n->op)) fq[i] = &n->plan.act;
+        if (!ql_quant_passthrough(n->op) && (q_read[i] || !weighted(n->op))) fq[i] = &n->plan.act;
         for (int k = 0; k < n->ninputs; k++) {
             const ql_node *p = &g->nodes[n->inputs[k]];
             if (!(planned(p) || p->op == QL_OP_CONV_BN) && !fq[n->inputs[k]]) fq[n->inputs[k]] = &n->plan.act;
@@ -128,6 +134,7 @@ ql_status ql_prepare_qat(ql_graph *g, const ql_qplan *plans) {
     ql_graph_free(d);
     ql_free(fq);
     ql_free(map);
+    ql_free(q_read);
     return st;
 }
 

@@ -3,6 +3,7 @@
 #include "qlab/alloc.h"
 #include "qlab/ops.h"
 #include "qlab/optim.h"
+#include "qlab/topk.h"
 
 ql_status ql_train_step(ql_graph *g, ql_optim *o, const ql_tensor *x, const ql_tensor *labels,
                         float lr, float *loss, int64_t *correct) {
@@ -22,13 +23,9 @@ ql_status ql_train_step(ql_graph *g, ql_optim *o, const ql_tensor *x, const ql_t
     ql_tensor *dy = ql_tensor_new(QL_DTYPE_F32, 2, y->shape);
     if (!dy) return QL_ENOMEM;
     float l = ql_softmax_xent(n, k, ql_f32(y), lab, ql_f32(dy));
-    int64_t c = 0;
-    const float *p = ql_f32(y);
-    for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        for (int j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
-        c += best == lab[i];
-    }
+    ql_topk_counts hits = {0};
+    ql_topk_count(&hits, ql_f32(y), NULL, n, k, lab);
+    int64_t c = hits.top1;
     ql_status st = ql_graph_backward(g, dy);
     ql_tensor_free(dy);
     QL_TRY(st);

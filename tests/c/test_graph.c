@@ -565,17 +565,17 @@ TEST(graph_evaluate) {
     int calls = 0;
     ql_progress p = {cancel_at_two, &calls};
     ql_progress none = {NULL, NULL};
-    CHECK_OK(ql_evaluate(g, ld, &none, &r));
+    CHECK_OK(ql_evaluate(g, NULL, ld, &none, &r));
     CHECK(r.n == N);
     CHECK_NEAR(r.top1, 70.0, 1e-9);
     CHECK_NEAR(r.top5, 100.0, 1e-9);
     double e = exp(1.0), want = (7 * -log(e / (e + 2)) + 3 * -log(1 / (e + 2))) / N;
     CHECK_NEAR(r.loss, want, 1e-5);
-    CHECK(ql_evaluate(g, ld, &p, &r) == QL_ECANCEL && calls == 2);
-    CHECK_OK(ql_evaluate(g, ld, NULL, &r));   /* and again from the start */
+    CHECK(ql_evaluate(g, NULL, ld, &p, &r) == QL_ECANCEL && calls == 2);
+    CHECK_OK(ql_evaluate(g, NULL, ld, NULL, &r));   /* and again from the start */
     CHECK(r.n == N);
     labels[3] = 7;
-    CHECK(ql_evaluate(g, ld, NULL, &r) == QL_EINVAL && strstr(ql_last_error(), "label 7"));
+    CHECK(ql_evaluate(g, NULL, ld, NULL, &r) == QL_EINVAL && strstr(ql_last_error(), "label 7"));
     ql_graph_free(g);
     ql_loader_free(ld);
 }

@@ -55,10 +55,11 @@ H.test("PTQ of the shipped small_cnn is within 1% of FP32 on 2,000 test images",
   m:convert()
   local q = qlab.evaluate(m, val).top1
   assert(math.abs(q - base) < 1.0, string.format("fp32 %.2f int8 %.2f", base, q))
-  -- quantized everywhere: one quantize at the input, one dequantize at the output
+  -- quantized everywhere: one quantize at the input; the last linear writes f32 logits itself
   local nodes = m:nodes()
-  assert(nodes[1].op == "quantize" and nodes[#nodes].op == "dequantize")
-  for i = 2, #nodes - 1 do assert(nodes[i].op:sub(1, 1) == "q", nodes[i].name .. " " .. nodes[i].op) end
+  assert(nodes[1].op == "quantize" and nodes[#nodes].op == "qlinear" and nodes[#nodes].dtype == "f32")
+  for i = 2, #nodes - 1 do assert(nodes[i].dtype == "u8", nodes[i].name) end
+  for i = 2, #nodes do assert(nodes[i].op:sub(1, 1) == "q", nodes[i].name .. " " .. nodes[i].op) end
   -- 7-bit activations (reduce_range): every u8 output keeps to codes 0..127, even for inputs far
   -- outside the calibrated range
   m:keep_activations(true)
