@@ -96,7 +96,11 @@ static int l_evaluate(lua_State *L) {
     ql_loader *ld = lq_check_loader(L, 2);
     lq_check_keys(L, 3, "evaluate", keys);
     ql_graph *ref = NULL;
-    if (lua_istable(L, 3) && lua_getfield(L, 3, "reference") != LUA_TNIL) ref = lq_check_model(L, -1);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "reference") != LUA_TNIL) {
+        if (!luaL_testudata(L, -1, QL_MT_MODEL))
+            return luaL_error(L, "evaluate: reference must be a model, got %s", luaL_typename(L, -1));
+        ref = lq_check_model(L, -1);
+    }
     if (ref == g) return luaL_error(L, "evaluate: the reference must be another model (clone it first)");
     ql_eval_result r;
     LQ_TRY(L, ql_evaluate(g, ref, ld, &lq_progress, &r));
