@@ -27,10 +27,12 @@ ql_status ql_model_save(const ql_graph *g, const char *path) {
 }
 
 /* "file has (10,256), model expects (10,512)" style checks of one tensor. */
-static ql_status check_entry(const ql_st_entry *e, const ql_param *p) {
+/* convert: a foreign dtype that reads as the parameter's (F64 -> F32) is
+ * fine (bare state_dicts); .qlm files hold qlab's own dtypes only. */
+static ql_status check_entry(const ql_st_entry *e, const ql_param *p, int convert) {
     char a[128], b[128];
-    if (e->dtype != p->value->dtype)
-        return ql_error(QL_EFORMAT, "tensor '%s' is %s, the model expects %s", e->name, ql_dtype_st_name(e->dtype),
+    if (e->dtype != p->value->dtype || (e->converted && !convert))
+        return ql_error(QL_EFORMAT, "tensor '%s' is %s, the model expects %s", e->name, e->file_dtype,
                         ql_dtype_st_name(p->value->dtype));
     int same = e->ndim == p->value->ndim;
     for (int i = 0; same && i < e->ndim; i++) same = e->shape[i] == p->value->shape[i];
@@ -41,9 +43,6 @@ static ql_status check_entry(const ql_st_entry *e, const ql_param *p) {
     return QL_OK;
 }
 
-static void copy_entry(const ql_st_file *f, const ql_st_entry *e, ql_param *p) {
-    if (e->end > e->begin) memcpy(p->value->data, f->data + e->begin, e->end - e->begin);
-}
 
 static ql_status load_params(ql_graph *g, const ql_st_file *f) {
     for (int i = 0; i < g->nnodes; i++)
@@ -51,14 +50,14 @@ static ql_status load_params(ql_graph *g, const ql_st_file *f) {
             ql_param *p = &g->nodes[i].params[k];
             const ql_st_entry *e = ql_st_find(f, p->name);
             if (!e) return ql_error(QL_EFORMAT, "parameter '%s' of node '%s' is missing from the file", p->name, g->nodes[i].name);
-            QL_TRY(check_entry(e, p));
+            QL_TRY(check_entry(e, p, 0));
         }
     for (int i = 0; i < f->n; i++)
         if (!ql_graph_param(g, f->entries[i].name))
             return ql_error(QL_EFORMAT, "tensor '%s' in the file is not a parameter of the graph", f->entries[i].name);
     for (int i = 0; i < g->nnodes; i++)
         for (int k = 0; k < g->nodes[i].nparams; k++)
-            copy_entry(f, ql_st_find(f, g->nodes[i].params[k].name), &g->nodes[i].params[k]);
+            QL_TRY(ql_st_copy(f, ql_st_find(f, g->nodes[i].params[k].name), g->nodes[i].params[k].value->data));
     g->version++;
     return QL_OK;
 }
@@ -110,7 +109,7 @@ static ql_status match_state_dict(ql_graph *g, const ql_st_file *f, int strict) 
         for (int k = 0; k < g->nodes[i].nparams; k++) {
             ql_param *p = &g->nodes[i].params[k];
             const ql_st_entry *e = ql_st_find(f, p->name);
-            if (e) QL_TRY(check_entry(e, p));
+            if (e) QL_TRY(check_entry(e, p, 1));
             else list_add(missing, sizeof missing, &nmissing, p->name);
         }
     for (int i = 0; i < f->n; i++)
@@ -130,9 +129,9 @@ ql_status ql_model_load_state_dict(ql_graph *g, const char *path, int strict, in
     ql_status st = match_state_dict(g, f, strict);   /* all checks before the first copy */
     int n = 0;
     for (int i = 0; i < g->nnodes && st == QL_OK; i++)
-        for (int k = 0; k < g->nodes[i].nparams; k++) {
+        for (int k = 0; k < g->nodes[i].nparams && st == QL_OK; k++) {
             const ql_st_entry *e = ql_st_find(f, g->nodes[i].params[k].name);
-            if (e) { copy_entry(f, e, &g->nodes[i].params[k]); n++; }
+            if (e && (st = ql_st_copy(f, e, g->nodes[i].params[k].value->data)) == QL_OK) n++;
         }
     ql_st_free(f);
     if (st != QL_OK) return ql_error_prefix(st, "loading %s", path);

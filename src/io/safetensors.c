@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,33 @@
 #define MAX_DIM ((int64_t)1 << 40)      /* one dimension; more is a lie */
 #define MAX_NUMEL ((int64_t)1 << 48)
 
-/* safetensors spells dtypes in upper case only (F32, I8, ...). */
-static int st_dtype(const char *s, ql_dtype *out) {
+/* safetensors spells dtypes in upper case only (F32, I8, ...). Besides
+ * qlab's own, PyTorch writes these; some convert on reading. */
+static const struct { const char *name; int size; ql_dtype to; } foreign[] = {
+    {"F64", 8, QL_DTYPE_F32}, {"I64", 8, QL_DTYPE_S32}, {"BOOL", 1, QL_DTYPE_U8},
+    {"I16", 2, QL_DTYPE_COUNT}, {"U16", 2, QL_DTYPE_COUNT}, {"U32", 4, QL_DTYPE_COUNT},
+    {"U64", 8, QL_DTYPE_COUNT}, {"F8_E4M3", 1, QL_DTYPE_COUNT}, {"F8_E5M2", 1, QL_DTYPE_COUNT},
+};
+#define NFOREIGN (int)(sizeof foreign / sizeof *foreign)
+
+// -> e->dtype, file_dtype, converted and the file's element size; -1 if unknown
+static int st_dtype(const char *s, ql_st_entry *e, size_t *elem) {
     for (int i = 0; i < QL_DTYPE_COUNT; i++)
-        if (!strcmp(s, ql_dtype_st_name((ql_dtype)i))) { *out = (ql_dtype)i; return 0; }
+        if (!strcmp(s, ql_dtype_st_name((ql_dtype)i))) {
+            e->dtype = (ql_dtype)i;
+            e->file_dtype = ql_dtype_st_name((ql_dtype)i);
+            e->converted = 0;
+            *elem = ql_dtype_size((ql_dtype)i);
+            return 0;
+        }
+    for (int i = 0; i < NFOREIGN; i++)
+        if (!strcmp(s, foreign[i].name)) {
+            e->dtype = foreign[i].to;
+            e->file_dtype = foreign[i].name;
+            e->converted = 1;
+            *elem = (size_t)foreign[i].size;
+            return 0;
+        }
     return -1;
 }
 
@@ -43,9 +67,10 @@ static ql_status parse_entry(const char *path, const cJSON *j, size_t data_size,
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dtype");
     if (!dt) return ql_error(QL_EFORMAT, "%s: tensor '%s': missing 'dtype'", path, nm);
     if (!cJSON_IsString(dt)) return ql_error(QL_EFORMAT, "%s: tensor '%s': 'dtype' is not a string", path, nm);
-    if (st_dtype(dt->valuestring, &e->dtype))
-        return ql_error(QL_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (supported: F32 F16 BF16 U8 I8 I32)",
-                        path, nm, dt->valuestring);
+    size_t elem;
+    if (st_dtype(dt->valuestring, e, &elem))
+        return ql_error(QL_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (known: F32 F16 BF16 U8 I8 I32, "
+                        "and F64 I64 BOOL converted on reading)", path, nm, dt->valuestring);
 
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(j, "shape");
     if (!sh) return ql_error(QL_EFORMAT, "%s: tensor '%s': missing 'shape'", path, nm);
@@ -87,12 +112,12 @@ static ql_status parse_entry(const char *path, const cJSON *j, size_t data_size,
                         nm, (long long)b, (long long)en, data_size);
     e->begin = (size_t)b;
     e->end = (size_t)en;
-    size_t need = (size_t)numel * ql_dtype_size(e->dtype);
+    size_t need = (size_t)numel * elem;
     if (e->end - e->begin != need) {
         char s[160];
         return ql_error(QL_EFORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] but shape %s %s needs %zu bytes",
                         path, nm, (long long)b, (long long)en, ql_shape_str(e->ndim, e->shape, s, sizeof s),
-                        ql_dtype_name(e->dtype), need);
+                        e->file_dtype, need);
     }
     return QL_OK;
 }
@@ -255,12 +280,45 @@ const char *ql_st_meta(const ql_st_file *f, const char *key) {
     return NULL;
 }
 
+ql_status ql_st_copy(const ql_st_file *f, const ql_st_entry *e, void *dst) {
+    const uint8_t *src = f->data + e->begin;
+    size_t bytes = e->end - e->begin;
+    QL_ASSERT(e->end <= f->data_size);
+    if (e->dtype == QL_DTYPE_COUNT)
+        return ql_error(QL_EUNSUPPORTED, "tensor '%s' is %s, which qlab cannot hold (it reads F32 F16 BF16 U8 I8 "
+                        "I32, and F64 I64 BOOL converted)", e->name, e->file_dtype);
+    if (!e->converted) { if (bytes) memcpy(dst, src, bytes); return QL_OK; }
+    if (!strcmp(e->file_dtype, "BOOL")) {
+        for (size_t i = 0; i < bytes; i++) ((uint8_t *)dst)[i] = src[i] != 0;
+        return QL_OK;
+    }
+    size_t n = bytes / 8;   /* F64 and I64: little-endian, like the file */
+    for (size_t i = 0; i < n; i++) {
+        if (e->dtype == QL_DTYPE_F32) {
+            double d;
+            memcpy(&d, src + 8 * i, 8);
+            if (isfinite(d) && fabs(d) > FLT_MAX)
+                return ql_error(QL_EFORMAT, "tensor '%s': F64 value %g at %zu is outside the f32 range", e->name, d, i);
+            ((float *)dst)[i] = (float)d;
+        } else {
+            int64_t v;
+            memcpy(&v, src + 8 * i, 8);
+            if (v < INT32_MIN || v > INT32_MAX)
+                return ql_error(QL_EFORMAT, "tensor '%s': I64 value %lld at %zu does not fit in s32", e->name,
+                                (long long)v, i);
+            ((int32_t *)dst)[i] = (int32_t)v;
+        }
+    }
+    return QL_OK;
+}
+
 ql_status ql_st_tensor(const ql_st_file *f, const ql_st_entry *e, ql_tensor **out) {
     *out = NULL;
+    if (e->dtype == QL_DTYPE_COUNT) return ql_st_copy(f, e, NULL);   /* the error */
     ql_tensor *t = ql_tensor_new(e->dtype, e->ndim, e->shape);
     if (!t) return ql_error_prefix(QL_ENOMEM, "tensor '%s'", e->name);
-    QL_ASSERT(e->end <= f->data_size && e->end - e->begin == ql_tensor_bytes(t));
-    if (t->numel) memcpy(t->data, f->data + e->begin, e->end - e->begin);
+    ql_status st = ql_st_copy(f, e, t->data);
+    if (st != QL_OK) { ql_tensor_free(t); return st; }
     *out = t;
     return QL_OK;
 }

@@ -192,7 +192,8 @@ TEST(st_rejects_malformed) {
     expect_bad("{" ENTRY("w", "F32", "[1]", "[\"0\",4]") "}", 4, "'data_offsets' is not", NULL);
     expect_bad("{" ENTRY("w", "F32", "[1]", "{\"a\":0,\"b\":4}") "}", 4, "'data_offsets' is not", NULL);
     expect_bad("{" ENTRY("w", "F32", "[1]", "[-4,4]") "}", 4, "'data_offsets' is not", NULL);
-    expect_bad("{" ENTRY("w", "F64", "[1]", "[0,8]") "}", 8, "tensor 'w'", "unknown dtype 'F64'");
+    expect_bad("{" ENTRY("w", "C64", "[1]", "[0,8]") "}", 8, "tensor 'w'", "unknown dtype 'C64'");
+    expect_bad("{" ENTRY("w", "I64", "[2]", "[0,8]") "}", 8, "tensor 'w'", "shape (2) I64 needs 16 bytes");
     expect_bad("{" ENTRY("w", "f32", "[1]", "[0,4]") "}", 4, "unknown dtype 'f32'", NULL);
     expect_bad("{" ENTRY("w", "U8", "[1,1,1,1,1,1,1]", "[0,1]") "}", 1, "tensor 'w'", "rank 7");
     expect_bad("{" ENTRY("w", "U8", "[2,-1]", "[0,1]") "}", 1, "tensor 'w'", "shape[1] = -1");
@@ -204,7 +205,7 @@ TEST(st_rejects_malformed) {
     expect_bad("{" ENTRY("w", "U8", "[400]", "[0,400]") "}", 16, "[0, 400] end beyond the data section (16 bytes)",
                NULL);
     expect_bad("{" ENTRY("fc.weight", "F32", "[10,64]", "[0,400]") "}", 400,
-               "tensor 'fc.weight': data_offsets [0, 400] but shape (10,64) f32 needs 2560 bytes", NULL);
+               "tensor 'fc.weight': data_offsets [0, 400] but shape (10,64) F32 needs 2560 bytes", NULL);
     expect_bad("{" ENTRY("a", "F32", "[2]", "[0,8]") "," ENTRY("b", "F32", "[2]", "[4,12]") "}", 12,
                "'a' [0, 8] and 'b' [4, 12] overlap", NULL);
     expect_bad("{" ENTRY("a", "F32", "[4]", "[0,16]") "," ENTRY("b", "U8", "[1]", "[8,9]") "}", 16, "overlap", NULL);
@@ -331,4 +332,49 @@ TEST(st_writer_failure_leaves_nothing) {
     ql_st_writer_free(w2);
     ql_tensor_free(a);
     ql_tensor_free(b);
+}
+
+/* PyTorch's other dtypes: F64, I64 and BOOL read and convert; values that do
+ * not fit are errors naming the tensor; dtypes with no counterpart too. */
+TEST(st_reads_pytorch_dtypes) {
+    static const char json[] = "{" ENTRY("d", "F64", "[2]", "[0,16]") "," ENTRY("n", "I64", "[]", "[16,24]") ","
+                               ENTRY("b", "BOOL", "[3]", "[24,27]") "," ENTRY("big", "I64", "[1]", "[32,40]") ","
+                               ENTRY("h", "U16", "[2]", "[40,44]") "}";
+    size_t hlen = sizeof json - 1, n = 8 + hlen + 44;
+    uint8_t *file = calloc(1, n), *data = file + 8 + hlen;
+    for (int i = 0; i < 8; i++) file[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    memcpy(file + 8, json, hlen);
+    double d[2] = {0.1, -3e5};
+    int64_t nbt = 12345, big = (int64_t)1 << 40;
+    memcpy(data, d, 16);
+    memcpy(data + 16, &nbt, 8);
+    data[24] = 0; data[25] = 7; data[26] = 1;
+    memcpy(data + 32, &big, 8);
+    char path[64];
+    tmp_file(path, sizeof path);
+    write_bytes(path, file, n);
+    free(file);
+    ql_st_file *f = NULL;
+    CHECK_OK(ql_st_read(path, &f));
+    if (f) {
+        ql_tensor *t = NULL;
+        const ql_st_entry *e = ql_st_find(f, "d");
+        CHECK(e && e->dtype == QL_DTYPE_F32 && e->converted && !strcmp(e->file_dtype, "F64"));
+        CHECK_OK(ql_st_tensor(f, e, &t));
+        CHECK(t && ql_f32(t)[0] == 0.1f && ql_f32(t)[1] == -3e5f);
+        ql_tensor_free(t);
+        CHECK_OK(ql_st_tensor(f, ql_st_find(f, "n"), &t));
+        CHECK(t && t->dtype == QL_DTYPE_S32 && t->numel == 1 && ((int32_t *)t->data)[0] == 12345);
+        ql_tensor_free(t);
+        CHECK_OK(ql_st_tensor(f, ql_st_find(f, "b"), &t));
+        CHECK(t && t->dtype == QL_DTYPE_U8 && !memcmp(t->data, "\0\1\1", 3));
+        ql_tensor_free(t);
+        t = (ql_tensor *)1;
+        CHECK(ql_st_tensor(f, ql_st_find(f, "big"), &t) == QL_EFORMAT && !t);
+        CHECK(strstr(ql_last_error(), "tensor 'big'") && strstr(ql_last_error(), "does not fit in s32"));
+        CHECK(ql_st_tensor(f, ql_st_find(f, "h"), &t) == QL_EUNSUPPORTED && !t);
+        CHECK(strstr(ql_last_error(), "tensor 'h' is U16"));
+        ql_st_free(f);
+    }
+    unlink(path);
 }

@@ -149,6 +149,18 @@ H.test("resnet_mini (conv, bn, maxpool, BasicBlock, depthwise, relu6, avgpool, f
   check_eval(resnet_mini, "fp32_resnet_mini.safetensors")
 end)
 
+H.test("a raw PyTorch state_dict (0-dim I64 num_batches_tracked) loads and matches PyTorch", function()
+  local file = "torch_state_dict.safetensors"   -- scripts/fixtures/make_state_dict_fixture.py
+  local t = qlab.read_tensors(FIX .. file)
+  assert(t["bn1.num_batches_tracked"]:dtype() == "s32", "I64 reads as s32")
+  local model = resnet_mini()
+  load(model, file)
+  assert_close(model:forward(t.input), t.expected, file .. " forward")
+  -- strict: num_batches_tracked is no mismatch; the extra input / expected tensors are
+  local ok, err = pcall(function() resnet_mini():load_state_dict(FIX .. file) end)
+  assert(not ok and err:find("2 unexpected: input, expected") and not err:find("num_batches"), err)
+end)
+
 H.test("convmix (dilation, strides, groups, ceil_mode pools, count_include_pad, 1x3 kernel, flatten) matches PyTorch", function()
   check_eval(convmix, "fp32_convmix.safetensors")
 end)
