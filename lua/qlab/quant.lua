@@ -1,13 +1,13 @@
 -- QConfigs and the prepare map.
 --   qlab.qconfig{activation = Observer, weight = Observer}   (a missing one: default()'s)
---   qlab.qconfig.default()    -- u8 affine histogram activations on 7 bits (reduce_range, codes
---                               0..127), s8 symmetric per-channel minmax weights
+--   qlab.qconfig.default()    -- u8 affine histogram activations on the full 8 bits, s8 symmetric
+--                               per-channel minmax weights: accuracy first, exact on every ISA
 --   qlab.qconfig.per_tensor() -- the same with one weight scale per tensor
---   qlab.qconfig.w4a8()       -- 4-bit per-channel weights, the same 7-bit activations
---   Why 7 bits: on AVX2 CPUs (no VNNI) the INT8 GEMM multiplies u8 x s8 with
---   maddubs, exact only while activations stay below 128; 8-bit activations
---   still run exactly, at about half the speed. PyTorch's x86 default does
---   the same. reduce_range = false on the observer gives the full 8 bits.
+--   qlab.qconfig.w4a8()       -- 4-bit per-channel weights, the same 8-bit activations
+--   qlab.qconfig.fast_7bit()  -- default() with 7-bit activations (reduce_range, codes 0..127), as
+--                               PyTorch's fbgemm default: on AVX2 CPUs without VNNI the INT8 GEMM
+--                               then multiplies with maddubs at twice the rate; it costs accuracy
+--                               on models less converged than ours (VNNI runs 8 bits at full speed)
 --   qlab.qconfig.f16(), qlab.qconfig.bf16()   -- {dtype = "f16"}: conv / linear / lstm weights stored
 --                               half, f32 activations, no observers (FP32, FP16 and INT8 in one model)
 --   model:prepare(map)        -- map: a QConfig (everything) or a table:
@@ -47,7 +47,7 @@ local function new_qconfig(t)
     error("qconfig: dtype must be \"int8\", \"f16\" or \"bf16\", not " .. tostring(t.dtype), 3)
   end
   -- missing observers: those of qconfig.default()
-  local act = t.activation or core.observer.histogram{bins = 2048, reduce_range = true}
+  local act = t.activation or M.default_activation()
   local w = t.weight or core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}
   if not is_observer(act) or not is_observer(w) then error("qconfig: activation and weight must be observers", 3) end
   return setmetatable({activation = act, weight = w}, QConfig)
@@ -55,18 +55,26 @@ end
 
 M.qconfig = setmetatable({}, {__call = function(_, t) return new_qconfig(t) end})
 
+-- The activation observer of the ready-made PTQ qconfigs: 8-bit u8 histogram.
+function M.default_activation() return core.observer.histogram{bins = 2048} end
+
 function M.qconfig.default()
+  return new_qconfig{activation = M.default_activation(),
+                     weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}}
+end
+
+function M.qconfig.fast_7bit()
   return new_qconfig{activation = core.observer.histogram{bins = 2048, reduce_range = true},
                      weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true}}
 end
 
 function M.qconfig.per_tensor()
-  return new_qconfig{activation = core.observer.histogram{bins = 2048, reduce_range = true},
+  return new_qconfig{activation = M.default_activation(),
                      weight = core.observer.minmax{dtype = "s8", symmetric = true}}
 end
 
 function M.qconfig.w4a8()
-  return new_qconfig{activation = core.observer.histogram{bins = 2048, reduce_range = true},
+  return new_qconfig{activation = M.default_activation(),
                      weight = core.observer.minmax{dtype = "s8", symmetric = true, per_channel = true, bits = 4}}
 end
 

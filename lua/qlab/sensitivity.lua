@@ -348,8 +348,8 @@ local function level_of(x)
   if w then
     if tonumber(a) ~= 8 then error("mixed_precision: only 8-bit activations are supported ('" .. x .. "')", 3) end
     if tonumber(w) == 8 then return {name = x, qc = quant.qconfig.default()} end
-    -- the same activations as qconfig.default() (7-bit, reduce_range), so levels differ only in weights
-    return {name = x, qc = quant.qconfig{activation = core.observer.histogram{bins = 2048, reduce_range = true},
+    -- the same activations as qconfig.default(), so levels differ only in weights
+    return {name = x, qc = quant.qconfig{activation = quant.default_activation(),
                                          weight = core.observer.minmax{dtype = "s8", symmetric = true,
                                                                        per_channel = true, bits = tonumber(w)}}}
   end

@@ -83,6 +83,10 @@ H.test("evaluate equals an argmax count on a quantized small_cnn (2,000 images)"
   local last = m:nodes()[#m:nodes()]
   assert(last.op == "qlinear" and last.dtype == "f32", last.op .. "/" .. last.dtype)
   assert(r.ties == 0, "ties " .. r.ties)
+  -- the default qconfig is accuracy-first: 8-bit activations everywhere
+  for _, nd in ipairs(m:nodes()) do
+    if nd.qparams then assert(nd.qparams.qmin == 0 and nd.qparams.qmax == 255, nd.name) end
+  end
 end)
 
 H.test("agreement with a reference and flips each way", function()

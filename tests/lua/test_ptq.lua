@@ -44,13 +44,13 @@ H.test("fusion equals the unfused model to 1e-5", function()
   assert(f:param("c1.bias"), "folded bias exists")
 end)
 
-H.test("PTQ of the shipped small_cnn is within 1% of FP32 on 2,000 test images", function()
+H.test("PTQ (fast_7bit) of the shipped small_cnn is within 1% of FP32 on 2,000 test images", function()
   local fp32 = qlab.load("data/models/small_cnn_fmnist.qlm")
   local val = test:subset(1, 2000):loader{batch = 500}
   local base = qlab.evaluate(fp32, val).top1
   local m = fp32:clone()
   m:fuse()
-  m:prepare(qlab.qconfig.default())
+  m:prepare(qlab.qconfig.fast_7bit())
   qlab.calibrate(m, train:loader{batch = 32, shuffle = true, seed = 2, batches = 20})
   m:convert()
   local q = qlab.evaluate(m, val).top1
