@@ -64,6 +64,13 @@ int ql_graph_consumers(const ql_graph *g, int i);
 /* Removes node j, giving its consumers `replacement` instead (graph.c). */
 ql_status ql_graph_remove(ql_graph *g, int j, int replacement);
 
+/* A qconv2d / qlinear read only through dequantize nodes writes f32 straight
+ * from its accumulator instead (attr f32_out) and the dequantizes go: what
+ * convert now does, for graphs converted before it (older .qlm files). No
+ * 8-bit rounding or clipping of those values, so no ties made by it.
+ * *nfolded = nodes changed. */
+ql_status ql_fold_dequantize(ql_graph *g, int *nfolded);
+
 /* ---- dynamic quantization and half-precision weights (dynamic.c) ---------- */
 /* A NEW graph (g untouched) in which the nodes with node_mask[i] = 1 (NULL:
  * every node that has one) become their version for dtype:

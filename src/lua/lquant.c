@@ -85,6 +85,15 @@ static int l_convert(lua_State *L) {
     return 1;
 }
 
+/* m:fold_dequantize() -> nodes changed: quantized conv / linear read only through a dequantize
+ * write f32 themselves (older converted files; convert already does it). */
+static int l_fold_dequantize(lua_State *L) {
+    int n = 0;
+    LQ_TRY(L, ql_fold_dequantize(lq_check_model(L, 1), &n));
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 /* m:plan() -> {{name, op, mode, act, weight, observed}} (prepared models) */
 static int l_plan(lua_State *L) {
     ql_graph *g = lq_check_model(L, 1);
@@ -143,7 +152,7 @@ static int l_is_prepared(lua_State *L) { lua_pushboolean(L, ql_is_prepared(lq_ch
 
 void lq_open_quant(lua_State *L) {
     static const luaL_Reg methods[] = {{"fuse", l_fuse}, {"observer", l_observer},
-                                       {"convert", l_convert}, {"plan", l_plan}, {"is_prepared", l_is_prepared},
+                                       {"convert", l_convert}, {"fold_dequantize", l_fold_dequantize}, {"plan", l_plan}, {"is_prepared", l_is_prepared},
                                        {"_copy_observers", l_copy_observers},
                                        {"freeze_bn", l_freeze_bn}, {"bn_frozen", l_bn_frozen},
                                        {"freeze_observers", l_freeze_observers},
