@@ -8,6 +8,7 @@
 #include "qlab/alloc.h"
 #include "qlab/graph.h"
 #include "qlab/model_file.h"
+#include "qlab/quant.h"
 
 #define HEAD(out) "{\"format\":\"qlab.graph\",\"version\":1,\"input\":[4],\"output\":\"" out "\",\"nodes\":[" \
     "{\"name\":\"q\",\"op\":\"quantize\",\"inputs\":[\"input\"],\"qparams\":{\"scale\":0.05,\"zero_point\":100}},"
@@ -100,6 +101,28 @@ TEST(f32_out_old_files_with_a_trailing_dequantize_still_run) {
             v = v < 0 ? 0 : v > 255 ? 255 : v;
             CHECK_NEAR(ql_f32(y)[r * 3 + n], (v - 50) * 0.1f, 1e-6);
         }
+    ql_tensor_free(y);
+    ql_graph_free(g);
+}
+
+TEST(f32_out_fold_dequantize_turns_the_old_form_into_the_new) {
+    ql_graph *g = NULL;
+    CHECK_OK(ql_graph_from_json(old_form, &g));
+    if (!g) return;
+    set_params(g);
+    ql_tensor *before = run(g);   // builds the packed u8 kernel first: the fold must rebuild it
+    int n = -1, nodes = g->nnodes;
+    CHECK_OK(ql_fold_dequantize(g, &n));
+    CHECK(n == 1 && g->nnodes == nodes - 1);
+    int fc = ql_graph_find(g, "fc");
+    CHECK(fc >= 0 && g->output == fc && ql_graph_find(g, "dq") < 0 && g->nodes[fc].out_dtype == QL_DTYPE_F32);
+    ql_tensor *y = run(g);
+    for (int r = 0; y && r < 2; r++)
+        for (int k = 0; k < 3; k++)
+            CHECK_NEAR(ql_f32(y)[r * 3 + k], (double)acc(r, k) * 0.05 * SW[k] + BIAS[k], 1e-6);
+    CHECK_OK(ql_fold_dequantize(g, &n));   // nothing left to fold
+    CHECK(n == 0);
+    ql_tensor_free(before);
     ql_tensor_free(y);
     ql_graph_free(g);
 }
