@@ -27,10 +27,11 @@ qlab.calibrate(int8, train:loader{batch = 32, shuffle = true, seed = 1, batches 
 local calib_s = qlab.clock() - t0
 int8:convert()
 
-local acc_fp32 = qlab.evaluate(fp32, val).top1
-local acc_int8 = qlab.evaluate(int8, val).top1
-print(string.format("%s: top-1 FP32 %.2f %%, INT8 %.2f %% (drop %.2f) on %s test images; calibration 100x32 in %.2f s",
-  name, acc_fp32, acc_int8, acc_fp32 - acc_int8, quick and "2,000" or "10,000", calib_s))
+local ev = qlab.evaluate(int8, val, {reference = fp32})
+local acc_fp32, acc_int8 = ev.ref_top1, ev.top1
+print(string.format("%s: top-1 FP32 %.2f %%, INT8 %.2f %% (drop %.2f; %d ties; agrees with FP32 on %.2f %%, "
+  .. "flips %d lost / %d gained) on %s test images; calibration 100x32 in %.2f s", name, acc_fp32, acc_int8,
+  acc_fp32 - acc_int8, ev.ties, ev.agree, ev.flips.lost, ev.flips.gained, quick and "2,000" or "10,000", calib_s))
 print(string.format("size: FP32 %.2f MB, INT8 %.2f MB (%.2fx smaller); kernels %s",
   fp32:size_bytes() / 1e6, int8:size_bytes() / 1e6, fp32:size_bytes() / int8:size_bytes(), qlab.cpu().isa))
 
@@ -60,6 +61,7 @@ for i = 1, math.min(12, #prof) do
   print(string.format("  %-26s %-16s %8.3f ms %5.1f %%", prof[i].name, prof[i].op, prof[i].ms, 100 * prof[i].share))
 end
 
-qlab.record("bench_ptq", {model = name, top1_fp32 = acc_fp32, top1_int8 = acc_int8, calibration_s = calib_s,
+qlab.record("bench_ptq", {model = name, top1_fp32 = acc_fp32, top1_int8 = acc_int8, ties_int8 = ev.ties,
+                          agree_int8 = ev.agree, flips_int8 = ev.flips, calibration_s = calib_s,
                           size_fp32 = fp32:size_bytes(), size_int8 = int8:size_bytes(), isa = qlab.cpu().isa,
                           timings = rows})

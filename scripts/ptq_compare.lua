@@ -1,14 +1,14 @@
 -- Static PTQ side by side: per-channel vs per-tensor weights, and the six
 -- activation observers, on the shipped models. Top-1 on the test set.
--- Activations on 7 bits (reduce_range), as qlab.qconfig.default(); --8bit
--- observes them on the full 8 bits instead.
---   ./qlab --script scripts/ptq_compare.lua [--quick] [model ...]
+-- Activations on the full 8 bits, as qlab.qconfig.default(); --7bit observes
+-- them with reduce_range (codes 0..127), as qlab.qconfig.fast_7bit().
+--   ./qlab --script scripts/ptq_compare.lua [--quick] [--7bit] [model ...]
 --   (default models: resnet18 mobilenet_v2; --quick: 2,000 test images, 20 calibration batches)
 local qlab = require "qlab"
 
-local quick, reduce, models = false, true, {}
+local quick, reduce, models = false, false, {}
 for _, a in ipairs(arg) do
-  if a == "--quick" then quick = true elseif a == "--8bit" then reduce = false else models[#models + 1] = a end
+  if a == "--quick" then quick = true elseif a == "--7bit" then reduce = true else models[#models + 1] = a end
 end
 if #models == 0 then models = {"resnet18", "mobilenet_v2"} end
 qlab.seed(0)
@@ -36,7 +36,8 @@ for _, name in ipairs(models) do
                                                            per_channel = gran == "per_channel"}})
       qlab.calibrate(m, train:loader{batch = 32, shuffle = true, seed = 1, batches = nbatches})
       m:convert()
-      row[gran] = qlab.evaluate(m, val).top1
+      local e = qlab.evaluate(m, val)
+      row[gran], row[gran .. "_ties"] = e.top1, e.ties
     end
     results[name][obs] = row
     print(string.format("  %-16s %8.2f (%+.2f) %7.2f (%+.2f)", obs, row.per_channel, row.per_channel - base,

@@ -58,17 +58,21 @@ local function quantized(fp32, map)
   return m
 end
 
-local function row(label, m, ref)
-  local r = {variant = label, top1 = qlab.evaluate(m, val).top1, size_bytes = m:size_bytes(), latency_ms = latency(m)}
+local function row(label, m, ref, fp32)
+  local e = qlab.evaluate(m, val, fp32 and {reference = fp32} or nil)
+  local r = {variant = label, top1 = e.top1, ties = e.ties, agree = e.agree, size_bytes = m:size_bytes(),
+             latency_ms = latency(m)}
   if ref then r.drop, r.speedup = ref.top1 - r.top1, ref.latency_ms / r.latency_ms end
   return r
 end
 
 local function print_rows(rows)
-  print(string.format("  %-26s %8s %7s %9s %12s %8s", "variant", "top-1", "drop", "size MB", "b1 latency", "speedup"))
+  print(string.format("  %-26s %8s %7s %6s %8s %9s %12s %8s", "variant", "top-1", "drop", "ties", "agree %", "size MB",
+                      "b1 latency", "speedup"))
   for _, r in ipairs(rows) do
-    print(string.format("  %-26s %7.2f%% %7.2f %9.2f %9.3f ms %7.2fx", r.variant, r.top1, r.drop or 0,
-                        r.size_bytes / 1e6, r.latency_ms, r.speedup or 1))
+    print(string.format("  %-26s %7.2f%% %7.2f %6d %8s %9.2f %9.3f ms %7.2fx", r.variant, r.top1, r.drop or 0, r.ties,
+                        r.agree and string.format("%.2f", r.agree) or "-", r.size_bytes / 1e6, r.latency_ms,
+                        r.speedup or 1))
   end
 end
 
@@ -99,7 +103,8 @@ for _, name in ipairs(names) do
     local fp32 = qlab.load(path)
     local fused = fp32:clone()
     fused:fuse()
-    local ref = {variant = "fp32", top1 = qlab.evaluate(fp32, val).top1, size_bytes = fused:size_bytes(),
+    local fe = qlab.evaluate(fp32, val)
+    local ref = {variant = "fp32", top1 = fe.top1, ties = fe.ties, agree = 100, size_bytes = fused:size_bytes(),
                  latency_ms = latency(fused)}
     print(string.format("\n== %s: FP32 top-1 %.2f %% on %d test images, %.2f MB, batch-1 %.3f ms (%d threads, %s)",
                         name, ref.top1, nval, ref.size_bytes / 1e6, ref.latency_ms, qlab.threads(), qlab.cpu().isa))
@@ -120,13 +125,13 @@ for _, name in ipairs(names) do
 
       local rows = {ref}
       local full = quantized(fp32, qc)
-      rows[#rows + 1] = row(pname, full, ref)
+      rows[#rows + 1] = row(pname, full, ref, fp32)
       full:free()
       for _, kk in ipairs{1, 5, 10} do
         local map = {default = qc}
         for j = 1, math.min(kk, #rt) do map[rt[j].name] = false end
         local m = quantized(fp32, map)
-        rows[#rows + 1] = row(string.format("%s, top-%d FP32", pname, kk), m, ref)
+        rows[#rows + 1] = row(string.format("%s, top-%d FP32", pname, kk), m, ref, fp32)
         m:free()
       end
       local mp = qlab.mixed_precision(fp32, {data = val, calib = calib(), qconfig = qc, budget = budget, k = k,
@@ -142,7 +147,7 @@ for _, name in ipairs(names) do
         print(string.format("    %4d %-28s %-11s %7.2f%% %7.2f %9.2f %10.3f", s.step, s.node, s.from .. ">" .. s.to,
                             s.top1, s.drop, s.size_bytes / 1e6, s.latency_ms))
       end
-      rows[#rows + 1] = row(string.format("%s, greedy mixed", pname), mp.model, ref)
+      rows[#rows + 1] = row(string.format("%s, greedy mixed", pname), mp.model, ref, fp32)
       mp.model:free()
       print_rows(rows)
       res.precisions[pname] = {sqnr_rank = rs, sqnr_info = is, top1_rank = rt, top1_info = it,

@@ -21,8 +21,10 @@ function M.run(o)
   ptq:prepare(o.ptq_qconfig)
   qlab.calibrate(ptq, train:loader{batch = 32, shuffle = true, seed = 1, batches = 100})
   ptq:convert()
-  local ptq_top1 = qlab.evaluate(ptq, val).top1
-  print(string.format("%s PTQ:  %.2f %% (%+.2f), %.1f s", o.model, ptq_top1, ptq_top1 - base, qlab.clock() - t0))
+  local pe = qlab.evaluate(ptq, val, {reference = fp32})
+  local ptq_top1 = pe.top1
+  print(string.format("%s PTQ:  %.2f %% (%+.2f; %d ties, agrees with FP32 on %.2f %%), %.1f s", o.model, ptq_top1,
+                      ptq_top1 - base, pe.ties, pe.agree, qlab.clock() - t0))
 
   local q = fp32:clone()
   q:prepare_qat(o.qat_qconfig)
@@ -33,9 +35,11 @@ function M.run(o)
                                freeze_observers_after = o.freeze_observers_after, val = o.quick and val or nil})
   local train_s = qlab.clock() - t0
   q:convert()
-  local qat_top1 = qlab.evaluate(q, val).top1
-  print(string.format("%s QAT:  %.2f %% (%+.2f) after %d epochs of %d batches, %.0f s (%.0f s per epoch)",
-    o.model, qat_top1, qat_top1 - base, o.epochs, #ld, train_s, train_s / o.epochs))
+  local qe = qlab.evaluate(q, val, {reference = fp32})
+  local qat_top1 = qe.top1
+  print(string.format("%s QAT:  %.2f %% (%+.2f; %d ties, agrees with FP32 on %.2f %%) after %d epochs of %d batches, "
+    .. "%.0f s (%.0f s per epoch)", o.model, qat_top1, qat_top1 - base, qe.ties, qe.agree, o.epochs, #ld, train_s,
+    train_s / o.epochs))
 
   local t_ptq = qlab.time_forward(ptq, {batch = 1, runs = 100, warmup = 10})
   local t_qat = qlab.time_forward(q, {batch = 1, runs = 100, warmup = 10})
@@ -47,7 +51,8 @@ function M.run(o)
   elseif not ok then
     print(string.format("QAT misses the target (drop %.2f >= %.2f): not saved", base - qat_top1, o.target_drop))
   end
-  local r = {fp32 = base, ptq = ptq_top1, qat = qat_top1, epochs = o.epochs, batches_per_epoch = #ld,
+  local r = {fp32 = base, ptq = ptq_top1, qat = qat_top1, ptq_ties = pe.ties, qat_ties = qe.ties, ptq_agree = pe.agree,
+             qat_agree = qe.agree, epochs = o.epochs, batches_per_epoch = #ld,
              train_seconds = train_s, ptq_b1_ms = t_ptq.median, qat_b1_ms = t_qat.median, met_target = ok,
              history = h.epochs}
   qlab.record(o.model .. "_qat", r)
