@@ -29,14 +29,6 @@ local test = qlab.data.fashion_mnist{split = "test"}
 local val = (quick and test:subset(1, 2000) or test):loader{batch = 250}
 local function calib() return train:loader{batch = 32, shuffle = true, seed = 1, batches = quick and 20 or 100} end
 
-local function ptq(fp32, qc)
-  local m = fp32:clone()
-  m:fuse()
-  m:prepare(qc)
-  qlab.calibrate(m, calib())
-  m:convert()
-  return m
-end
 
 local results = {}
 for _, name in ipairs(names) do
@@ -59,7 +51,7 @@ for _, name in ipairs(names) do
              size_bytes = fp32:size_bytes(), n = base.n}
   for _, v in ipairs{{"ptq int8 per-channel", "default"}, {"ptq int8 per-tensor", "per_tensor"},
                      {"ptq int8 7-bit act", "fast_7bit"}, {"ptq w4a8", "w4a8"}} do
-    local m = ptq(fp32, qlab.qconfig[v[2]]())
+    local m = qlab.ptq(fp32, qlab.qconfig[v[2]](), calib())
     add(v[1], m)
     m:free()
   end

@@ -49,14 +49,7 @@ local function latency(m)
   return qlab.time_forward(m, {batch = 1, runs = runs, warmup = 10}).median
 end
 
-local function quantized(fp32, map)
-  local m = fp32:clone()
-  m:fuse()
-  m:prepare(map)
-  qlab.calibrate(m, calib())
-  m:convert()
-  return m
-end
+local function quantized(fp32, map) return qlab.ptq(fp32, map, calib()) end
 
 local function row(label, m, ref, fp32)
   local e = qlab.evaluate(m, val, fp32 and {reference = fp32} or nil)

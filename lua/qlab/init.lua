@@ -10,6 +10,7 @@ qlab.train = require("qlab.train").train
 
 local quant = require "qlab.quant"
 qlab.qconfig = quant.qconfig
+qlab.ptq = quant.ptq
 qlab.quantize_dynamic = require("qlab.dynamic").quantize_dynamic
 local Model = debug.getregistry()["qlab.Model"]
 Model.__index.prepare = quant.prepare

@@ -152,6 +152,18 @@ function M.prepare(model, map)
   return model:_prepare(plans)
 end
 
+-- qlab.ptq(fp32, map, calib): static PTQ in one call, the model untouched: a
+-- fused clone prepared with map (a QConfig or a prepare map), calibrated on
+-- the loader calib, converted.
+function M.ptq(fp32, map, calib)
+  if type(calib) ~= "userdata" then error("ptq: give (model, qconfig or map, calibration loader)", 2) end
+  local m = fp32:clone()
+  m:fuse()
+  M.prepare(m, map)
+  core.calibrate(m, calib)
+  return m:convert()
+end
+
 -- model:prepare_qat(map): the same map, for quantization-aware training
 function M.prepare_qat(model, map)
   local resolved = M.resolve(model, map)

@@ -87,6 +87,21 @@ H.test("PTQ (fast_7bit) of the shipped small_cnn is within 1% of FP32 on 2,000 t
   assert(fp32:size_bytes() / m:size_bytes() > 3.5, "size ratio " .. fp32:size_bytes() / m:size_bytes())
 end)
 
+H.test("qlab.ptq is fuse + prepare + calibrate + convert on a clone", function()
+  local fp32 = qlab.load("data/models/small_cnn_fmnist.qlm")
+  local calib = train:subset(1, 256):loader{batch = 64}
+  local a = qlab.ptq(fp32, qlab.qconfig.default(), calib)
+  local b = fp32:clone()
+  b:fuse()
+  b:prepare(qlab.qconfig.default())
+  qlab.calibrate(b, calib)
+  b:convert()
+  local x = test:subset(1, 16):loader{batch = 16}:next()
+  assert(maxdiff(a:forward(x), b:forward(x)) == 0, "same model")
+  assert(fp32:nodes()[1].op == "conv2d", "the FP32 model is untouched")
+  H.raises(function() qlab.ptq(fp32, qlab.qconfig.default()) end, "calibration loader")
+end)
+
 H.test("a mixed map keeps chosen nodes FP32 with quantize/dequantize at the boundaries", function()
   local m = trained(all_patterns(), 2)
   m:fuse()
