@@ -55,6 +55,7 @@ local function check_exclude(exclude, nodes)
 end
 
 function M.quantize_dynamic(model, opts)
+  require("qlab.check").model(model, "quantize_dynamic")
   opts = opts or {}
   if type(opts) ~= "table" then fail("give options {types = {...}, dtype = \"s8\" | \"f16\" | \"bf16\", exclude = {...}}") end
   for k in pairs(opts) do

@@ -40,7 +40,12 @@ qlab.models = setmetatable({}, {
 
 -- The methods table of a userdata class, so Lua code can add methods.
 function qlab.methods(class)
-  return debug.getregistry()["qlab." .. class].__index
+  local mt = type(class) == "string" and debug.getregistry()["qlab." .. class]
+  if type(mt) ~= "table" then
+    error("methods: give a class name (Model, Tensor, Dataset, Loader, Observer, Optimizer, Builder), not "
+          .. tostring(class), 2)
+  end
+  return type(mt.__index) == "table" and mt.__index or mt.methods   -- Tensor indexes elements too
 end
 
 -- Prints a model's node table (name, op, output shape, params, precision).

@@ -99,17 +99,18 @@ local op_names = {conv2d = 1, linear = 1, add = 1, maxpool2d = 1, global_avgpool
                   flatten = 1, batchnorm2d = 1, avgpool2d = 1, lstm = 1, seq_last = 1, conv_bn = 1}
 
 -- node name -> qconfig or false, from a map (see the header)
-function M.resolve(model, map)
+function M.resolve(model, map, fname)
+  fname = fname or "prepare"
   if M.is_qconfig(map) then map = {default = map} end
-  if type(map) ~= "table" then error("prepare: give a QConfig or a map {default = qc, [name] = qc | false}", 3) end
+  if type(map) ~= "table" then error(fname .. ": give a QConfig or a map {default = qc, [name] = qc | false}", 3) end
   local nodes = model:nodes()
   local byname = {}
   for _, n in ipairs(nodes) do byname[n.name] = n end
   local exact, patterns, ops, default = {}, {}, {}, nil
   for k, v in pairs(map) do
-    if type(k) ~= "string" then error("prepare: map keys must be strings", 3) end
+    if type(k) ~= "string" then error(fname .. ": map keys must be strings", 3) end
     if v ~= false and not M.is_qconfig(v) then
-      error("prepare: map['" .. k .. "'] must be a QConfig or false", 3)
+      error(fname .. ": map['" .. k .. "'] must be a QConfig or false", 3)
     end
     if k == "default" then default = v
     elseif byname[k] then exact[k] = v
@@ -121,7 +122,7 @@ function M.resolve(model, map)
         return false
       end)
       if not ok or not matched then
-        error("prepare: '" .. k .. "' matches no node name, Lua pattern or op type", 3)
+        error(fname .. ": '" .. k .. "' matches no node name, Lua pattern or op type", 3)
       end
       patterns[#patterns + 1] = {k, v}
     end
@@ -156,7 +157,10 @@ end
 -- fused clone prepared with map (a QConfig or a prepare map), calibrated on
 -- the loader calib, converted.
 function M.ptq(fp32, map, calib)
-  if type(calib) ~= "userdata" then error("ptq: give (model, qconfig or map, calibration loader)", 2) end
+  local check = require "qlab.check"
+  check.model(fp32, "ptq")
+  if calib == nil then error("ptq: give (model, qconfig or map, calibration loader)", 2) end
+  check.object(calib, "Loader", "ptq", 3)
   local m = fp32:clone()
   m:fuse()
   M.prepare(m, map)
@@ -166,7 +170,7 @@ end
 
 -- model:prepare_qat(map): the same map, for quantization-aware training
 function M.prepare_qat(model, map)
-  local resolved = M.resolve(model, map)
+  local resolved = M.resolve(model, map, "prepare_qat")
   local plans = {}
   for name, qc in pairs(resolved) do
     if qc then plans[name] = {act = qc.activation, weight = qc.weight} end
@@ -176,6 +180,7 @@ end
 
 -- The node table with precisions and, when prepared, the plan.
 function M.describe(model)
+  if not pcall(model.num_params, model) then return "Model (freed)" end
   local lines = {}
   local prepared = model:is_prepared()
   local plan = prepared and model:plan() or nil

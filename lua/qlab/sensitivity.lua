@@ -54,6 +54,7 @@ local function check_keys(opts, what, keys)
 end
 
 local function is_loader(x) return getmetatable(x) == debug.getregistry()["qlab.Loader"] end
+local check = require "qlab.check"
 local function is_model(x) return getmetatable(x) == debug.getregistry()["qlab.Model"] end
 
 local function sqnr_of(s)
@@ -236,7 +237,7 @@ local sens_keys = {"data", "calib", "qconfig", "metric", "mode", "batches", "cal
                    "recalibrate", "quiet", "time", "nodes", "shard", "images"}
 
 function M.sensitivity(model, opts)
-  if not is_model(model) then error("sensitivity: the first argument must be a model", 2) end
+  check.model(model, "sensitivity")
   opts = check_keys(opts, "sensitivity", sens_keys)
   local metric, mode = opts.metric or "top1", opts.mode or "single"
   if metric ~= "top1" and metric ~= "sqnr" then error("sensitivity: metric must be \"top1\" or \"sqnr\"", 2) end
@@ -370,7 +371,7 @@ local mp_keys = {"data", "calib", "qconfig", "budget", "levels", "k", "batches",
                  "latency_runs", "max_steps", "quiet", "recalibrate", "sqnr_images", "rank"}
 
 function M.mixed_precision(model, opts)
-  if not is_model(model) then error("mixed_precision: the first argument must be a model", 2) end
+  check.model(model, "mixed_precision")
   opts = check_keys(opts, "mixed_precision", mp_keys)
   if not is_loader(opts.data) then error("mixed_precision: give data = loader", 2) end
   local budget = opts.budget or 0.3

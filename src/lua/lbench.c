@@ -26,7 +26,7 @@ static int l_time_forward(lua_State *L) {
     if (lua_istable(L, 2) && lua_getfield(L, 2, "input") != LUA_TNIL) {
         x = lq_check_tensor(L, -1);
     } else {
-        if (batch < 1) return luaL_error(L, "time_forward: batch must be >= 1");
+        if (batch < 1) return lq_error(L, "time_forward: batch must be >= 1");
         const ql_node *in = &g->nodes[0];
         int64_t shape[QL_MAX_DIMS] = {batch};
         for (int i = 0; i < in->out_ndim; i++) shape[i + 1] = in->out_shape[i];
@@ -57,7 +57,7 @@ static int l_profile(lua_State *L) {
     lq_check_keys(L, 2, "profile", keys);
     int batch = (int)lq_opt_int(L, 2, "batch", 1), runs = (int)lq_opt_int(L, 2, "runs", 20);
     int warmup = (int)lq_opt_int(L, 2, "warmup", 3);
-    if (batch < 1 || runs < 1 || warmup < 0) return luaL_error(L, "profile: batch and runs must be >= 1");
+    if (batch < 1 || runs < 1 || warmup < 0) return lq_error(L, "profile: batch and runs must be >= 1");
     const ql_node *in = &g->nodes[0];
     int64_t shape[QL_MAX_DIMS] = {batch};
     for (int i = 0; i < in->out_ndim; i++) shape[i + 1] = in->out_shape[i];
@@ -98,10 +98,10 @@ static int l_evaluate(lua_State *L) {
     ql_graph *ref = NULL;
     if (lua_istable(L, 3) && lua_getfield(L, 3, "reference") != LUA_TNIL) {
         if (!luaL_testudata(L, -1, QL_MT_MODEL))
-            return luaL_error(L, "evaluate: reference must be a model, got %s", luaL_typename(L, -1));
+            return lq_error(L, "evaluate: reference must be a model, got %s", luaL_typename(L, -1));
         ref = lq_check_model(L, -1);
     }
-    if (ref == g) return luaL_error(L, "evaluate: the reference must be another model (clone it first)");
+    if (ref == g) return lq_error(L, "evaluate: the reference must be another model (clone it first)");
     ql_eval_result r;
     LQ_TRY(L, ql_evaluate(g, ref, ld, &lq_progress, &r));
     lua_createtable(L, 0, 9);

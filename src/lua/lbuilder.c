@@ -10,16 +10,16 @@ typedef struct { ql_graph *g; } l_builder;
 
 static ql_graph *check_builder(lua_State *L, int idx) {
     l_builder *u = luaL_checkudata(L, idx, QL_MT_BUILDER);
-    if (!u->g) luaL_error(L, "attempt to use a builder that was already built");
+    if (!u->g) lq_error(L, "attempt to use a builder that was already built");
     return u->g;
 }
 
 static int read_shape(lua_State *L, int idx, int64_t *shape) {
     int n = (int)luaL_len(L, idx);
-    if (n < 1 || n > 3) luaL_error(L, "nn.graph: input shape must have 1..3 dimensions ({H,W,C}, {T,F} or {F})");
+    if (n < 1 || n > 3) lq_error(L, "nn.graph: input shape must have 1..3 dimensions ({H,W,C}, {T,F} or {F})");
     for (int i = 0; i < n; i++) {
         lua_geti(L, idx, i + 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) luaL_error(L, "nn.graph: input dimensions must be positive integers");
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) lq_error(L, "nn.graph: input dimensions must be positive integers");
         shape[i] = lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
@@ -28,7 +28,7 @@ static int read_shape(lua_State *L, int idx, int64_t *shape) {
 
 static int l_graph(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (lua_getfield(L, 1, "input") != LUA_TTABLE) return luaL_error(L, "nn.graph: give input = {H,W,C} (or {T,F}, {F})");
+    if (lua_getfield(L, 1, "input") != LUA_TTABLE) return lq_error(L, "nn.graph: give input = {H,W,C} (or {T,F}, {F})");
     int64_t shape[3];
     int n = read_shape(L, lua_gettop(L), shape);
     l_builder *u = lua_newuserdatauv(L, sizeof *u, 1);
@@ -42,12 +42,12 @@ static int l_graph(lua_State *L) {
 static int resolve(lua_State *L, ql_graph *g, int idx) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Integer i = lua_tointeger(L, idx);
-        if (i < 0 || i >= g->nnodes) luaL_error(L, "no node with handle %d", (int)i);
+        if (i < 0 || i >= g->nnodes) lq_error(L, "no node with handle %I", (lua_Integer)i);
         return (int)i;
     }
     const char *name = luaL_checkstring(L, idx);
     int i = ql_graph_find(g, name);
-    if (i < 0) luaL_error(L, "no node named '%s'", name);
+    if (i < 0) lq_error(L, "no node named '%s'", name);
     return i;
 }
 
@@ -59,11 +59,11 @@ static int l_node(lua_State *L) {
     ql_graph *g = check_builder(L, 1);
     const char *opname = luaL_checkstring(L, 2), *name = luaL_checkstring(L, 3);
     ql_op_type op;
-    if (ql_op_from_name(opname, &op) != 0 || op == QL_OP_INPUT) return luaL_error(L, "unknown op '%s'", opname);
+    if (ql_op_from_name(opname, &op) != 0 || op == QL_OP_INPUT) return lq_error(L, "unknown op '%s'", opname);
     int inputs[QL_MAX_INPUTS], nin = 0;
     if (lua_istable(L, 4)) {
         nin = (int)luaL_len(L, 4);
-        if (nin > QL_MAX_INPUTS) return luaL_error(L, "node '%s': too many inputs", name);
+        if (nin > QL_MAX_INPUTS) return lq_error(L, "node '%s': too many inputs", name);
         for (int i = 0; i < nin; i++) { lua_geti(L, 4, i + 1); inputs[i] = resolve(L, g, -1); lua_pop(L, 1); }
     } else { inputs[0] = resolve(L, g, 4); nin = 1; }
     lq_check_keys(L, 5, opname, node_keys);

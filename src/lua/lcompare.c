@@ -89,7 +89,7 @@ static int l_compare_nodes(lua_State *L) {
         lua_geti(L, -2, 2);
         int i = (int)lua_tointeger(L, -2), j = (int)lua_tointeger(L, -1);
         lua_pop(L, 3);
-        if (i < 0 || i >= ref->nnodes || j < 0 || j >= g->nnodes) return luaL_error(L, "compare: pair %d out of range", (int)k);
+        if (i < 0 || i >= ref->nnodes || j < 0 || j >= g->nnodes) return lq_error(L, "compare: pair %d out of range", (int)k);
         const ql_tensor *a = ql_graph_activation(ref, i), *b = ql_graph_activation(g, j);
         if (!a || !b) continue;
         if (lua_geti(L, 4, k) != LUA_TTABLE) { lua_pop(L, 1); lua_newtable(L); lua_pushvalue(L, -1); lua_seti(L, 4, k); }
@@ -98,7 +98,7 @@ static int l_compare_nodes(lua_State *L) {
         read_sums(L, t, &s);
         ql_status st = ql_compare_accumulate(&s, a, b);
         if (st != QL_OK)
-            return luaL_error(L, "compare: node '%s' vs '%s': %s", ref->nodes[i].name, g->nodes[j].name, ql_last_error());
+            return lq_error(L, "compare: node '%s' vs '%s': %s", ref->nodes[i].name, g->nodes[j].name, ql_last_error());
         write_sums(L, t, &s);
         lua_pop(L, 1);
     }

@@ -13,13 +13,13 @@ static l_dataset *push_dataset(lua_State *L, ql_dataset *d) {
 
 static ql_dataset *check_dataset(lua_State *L, int idx) {
     l_dataset *u = luaL_checkudata(L, idx, QL_MT_DATASET);
-    if (!u->d) luaL_error(L, "attempt to use a freed dataset");
+    if (!u->d) luaL_argerror(L, idx, "attempt to use a freed dataset");
     return u->d;
 }
 
 ql_loader *lq_check_loader(lua_State *L, int idx) {
     l_loader *u = luaL_checkudata(L, idx, QL_MT_LOADER);
-    if (!u->l) luaL_error(L, "attempt to use a freed loader");
+    if (!u->l) luaL_argerror(L, idx, "attempt to use a freed loader");
     return u->l;
 }
 
@@ -38,7 +38,7 @@ static int l_fashion_mnist(lua_State *L) {
 static int l_cifar10(lua_State *L) {
     lq_check_keys(L, 1, "cifar10", split_keys);
     const char *split = lq_opt_str(L, 1, "split", "train"), *dir = lq_opt_str(L, 1, "dir", NULL);
-    if (!dir) return luaL_error(L, "cifar10: give dir = the folder holding data_batch_*.bin and test_batch.bin");
+    if (!dir) return lq_error(L, "cifar10: give dir = the folder holding data_batch_*.bin and test_batch.bin");
     ql_dataset *d;
     LQ_TRY(L, ql_dataset_cifar10(dir, split, &d));
     push_dataset(L, d);
@@ -50,7 +50,7 @@ static int l_idx(lua_State *L) {
     static const char *const keys[] = {"images", "labels", NULL};
     lq_check_keys(L, 1, "idx", keys);
     const char *im = lq_opt_str(L, 1, "images", NULL), *lb = lq_opt_str(L, 1, "labels", NULL);
-    if (!im || !lb) return luaL_error(L, "idx: give images = and labels = paths");
+    if (!im || !lb) return lq_error(L, "idx: give images = and labels = paths");
     ql_dataset *d;
     LQ_TRY(L, ql_dataset_idx(im, lb, &d));
     push_dataset(L, d);
@@ -83,7 +83,7 @@ static int l_ds_info(lua_State *L) {
 static int l_ds_label(lua_State *L) {
     ql_dataset *d = check_dataset(L, 1);
     lua_Integer i = luaL_checkinteger(L, 2);
-    if (i < 1 || i > d->n) return luaL_error(L, "sample %d out of range 1..%d", (int)i, (int)d->n);
+    if (i < 1 || i > d->n) return lq_error(L, "sample %I out of range 1..%I", (lua_Integer)i, (lua_Integer)d->n);
     lua_pushinteger(L, d->labels[i - 1]);
     return 1;
 }
@@ -94,9 +94,9 @@ static int read_floats(lua_State *L, int idx, const char *key, float *out, int m
     if (ty == LUA_TNUMBER) { out[0] = (float)lua_tonumber(L, -1); n = 1; }
     else if (ty == LUA_TTABLE) {
         n = (int)luaL_len(L, -1);
-        if (n < 1 || n > max) luaL_error(L, "loader: '%s' must have 1..%d numbers", key, max);
+        if (n < 1 || n > max) lq_error(L, "loader: '%s' must have 1..%d numbers", key, max);
         for (int i = 0; i < n; i++) { lua_geti(L, -1, i + 1); out[i] = (float)luaL_checknumber(L, -1); lua_pop(L, 1); }
-    } else if (ty != LUA_TNIL) luaL_error(L, "loader: '%s' must be a number or a list", key);
+    } else if (ty != LUA_TNIL) lq_error(L, "loader: '%s' must be a number or a list", key);
     lua_pop(L, 1);
     return n;
 }
@@ -117,12 +117,12 @@ static int l_ds_loader(lua_State *L) {
     o.flip = lq_opt_bool(L, 2, "flip", 0);
     /* a loader's own stream comes from the global generator unless given */
     o.seed = (uint64_t)lq_opt_int(L, 2, "seed", (lua_Integer)(ql_rng_u64(ql_rng_global()) >> 1));
-    if (o.batch < 1) return luaL_error(L, "loader: batch must be >= 1");
-    if (o.max_batches < 0) return luaL_error(L, "loader: batches must be >= 0");
+    if (o.batch < 1) return lq_error(L, "loader: batch must be >= 1");
+    if (o.max_batches < 0) return lq_error(L, "loader: batches must be >= 0");
     int nm = read_floats(L, 2, "mean", o.mean, 4), ns = read_floats(L, 2, "std", o.std, 4);
-    if (nm != ns) return luaL_error(L, "loader: mean and std must have the same length");
-    if (nm > 1 && nm != d->c) return luaL_error(L, "loader: %d means for %d channels", nm, d->c);
-    for (int i = 0; i < ns; i++) if (o.std[i] <= 0) return luaL_error(L, "loader: std must be > 0");
+    if (nm != ns) return lq_error(L, "loader: mean and std must have the same length");
+    if (nm > 1 && nm != d->c) return lq_error(L, "loader: %d means for %d channels", nm, d->c);
+    for (int i = 0; i < ns; i++) if (o.std[i] <= 0) return lq_error(L, "loader: std must be > 0");
     o.nnorm = nm;
     ql_loader *ld = ql_loader_new(d, &o);
     if (!ld) return lq_fail(L, QL_EINVAL);

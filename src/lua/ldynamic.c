@@ -13,7 +13,7 @@ static int l_quantize_dynamic(lua_State *L) {
     const char *ds = luaL_checkstring(L, 3);
     ql_dtype dt;
     if (ql_dtype_from_name(ds, &dt) || (dt != QL_DTYPE_S8 && dt != QL_DTYPE_F16 && dt != QL_DTYPE_BF16))
-        return luaL_error(L, "quantize_dynamic: unknown dtype '%s' (valid: s8, f16, bf16)", ds);
+        return lq_error(L, "quantize_dynamic: unknown dtype '%s' (valid: s8, f16, bf16)", ds);
     int *mask = ql_calloc(sizeof *mask * (size_t)g->nnodes);
     if (!mask) return lq_fail(L, QL_ENOMEM);
     lua_Integer n = luaL_len(L, 2);
@@ -23,7 +23,7 @@ static int l_quantize_dynamic(lua_State *L) {
         int i = name ? ql_graph_find(g, name) : -1;
         if (i <= 0) {
             ql_free(mask);
-            return luaL_error(L, "quantize_dynamic: model has no node '%s'", name ? name : "?");
+            return lq_error(L, "quantize_dynamic: model has no node '%s'", name ? name : "?");
         }
         mask[i] = 1;
         lua_pop(L, 1);

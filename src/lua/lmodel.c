@@ -14,7 +14,7 @@ l_model *lq_push_model(lua_State *L, ql_graph *g) {
 
 ql_graph *lq_check_model(lua_State *L, int idx) {
     l_model *u = luaL_checkudata(L, idx, QL_MT_MODEL);
-    if (!u->g) luaL_error(L, "attempt to use a freed model");
+    if (!u->g) luaL_argerror(L, idx, "attempt to use a freed model");
     return u->g;
 }
 
@@ -88,7 +88,7 @@ static int l_forward(lua_State *L) {
 static ql_param *check_param(lua_State *L, ql_graph *g, int idx) {
     const char *name = luaL_checkstring(L, idx);
     ql_param *p = ql_graph_param(g, name);
-    if (!p) luaL_error(L, "model has no parameter '%s'", name);
+    if (!p) lq_error(L, "model has no parameter '%s'", name);
     return p;
 }
 
@@ -106,7 +106,7 @@ static int l_set_param(lua_State *L) {
     ql_tensor *t = lq_check_tensor(L, 3);
     if (t->dtype != p->value->dtype || !ql_tensor_same_shape(t, p->value)) {
         char a[128], b[128];
-        return luaL_error(L, "set_param '%s': expected %s %s, got %s %s", p->name, ql_dtype_name(p->value->dtype),
+        return lq_error(L, "set_param '%s': expected %s %s, got %s %s", p->name, ql_dtype_name(p->value->dtype),
                           ql_shape_str(p->value->ndim, p->value->shape, a, sizeof a), ql_dtype_name(t->dtype),
                           ql_shape_str(t->ndim, t->shape, b, sizeof b));
     }
@@ -165,7 +165,7 @@ static int l_activation(lua_State *L) {
     ql_graph *g = lq_check_model(L, 1);
     const char *name = luaL_checkstring(L, 2);
     int i = ql_graph_find(g, name);
-    if (i < 0) return luaL_error(L, "model has no node '%s'", name);
+    if (i < 0) return lq_error(L, "model has no node '%s'", name);
     const ql_tensor *t = ql_graph_activation(g, i);
     if (!t) { lua_pushnil(L); return 1; }
     ql_tensor *c = ql_tensor_clone(t);

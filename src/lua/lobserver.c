@@ -10,7 +10,7 @@ static const char *const obs_keys[] = {"dtype", "bits", "symmetric", "per_channe
 
 ql_observer *lq_check_observer(lua_State *L, int idx) {
     ql_observer **u = luaL_checkudata(L, idx, QL_MT_OBSERVER);
-    if (!*u) luaL_error(L, "attempt to use a freed observer");
+    if (!*u) luaL_argerror(L, idx, "attempt to use a freed observer");
     return *u;
 }
 
@@ -28,7 +28,7 @@ static int make(lua_State *L) {
     ql_observer_opts_default(&o, kind);
     const char *dt = lq_opt_str(L, 1, "dtype", "u8");
     if (ql_dtype_from_name(dt, &o.dtype) != 0 || (o.dtype != QL_DTYPE_U8 && o.dtype != QL_DTYPE_S8))
-        return luaL_error(L, "observer: dtype must be \"u8\" or \"s8\", got \"%s\"", dt);
+        return lq_error(L, "observer: dtype must be \"u8\" or \"s8\", got \"%s\"", dt);
     o.bits = (int)lq_opt_int(L, 1, "bits", 8);
     o.symmetric = lq_opt_bool(L, 1, "symmetric", 0);
     o.per_channel = lq_opt_bool(L, 1, "per_channel", 0);

@@ -11,14 +11,15 @@ typedef struct { ql_optim *o; } l_optim;
 
 ql_optim *lq_check_optim(lua_State *L, int idx) {
     l_optim *u = luaL_checkudata(L, idx, QL_MT_OPTIM);
-    if (!u->o) luaL_error(L, "attempt to use a freed optimizer");
+    if (!u->o) luaL_argerror(L, idx, "attempt to use a freed optimizer");
     return u->o;
 }
 
 static int make(lua_State *L, ql_optim_kind kind) {
     static const char *const keys[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay",
                                        "betas", "eps", NULL};
-    lq_check_keys(L, 1, "optimizer", keys);
+    static const char *const names[] = {"sgd", "adam", "adamw"};
+    lq_check_keys(L, 1, names[kind], keys);
     ql_optim_opts o;
     ql_optim_opts_default(&o, kind);
     o.lr = (float)lq_opt_num(L, 1, "lr", o.lr);
@@ -29,7 +30,7 @@ static int make(lua_State *L, ql_optim_kind kind) {
         o.dampening = (float)lq_opt_num(L, 1, "dampening", 0);
         o.nesterov = lq_opt_bool(L, 1, "nesterov", 0);
         if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
-            return luaL_error(L, "sgd: nesterov needs momentum > 0 and zero dampening");
+            return lq_error(L, "sgd: nesterov needs momentum > 0 and zero dampening");
     } else if (lua_istable(L, 1) && lua_getfield(L, 1, "betas") == LUA_TTABLE) {
         lua_geti(L, -1, 1); lua_geti(L, -2, 2);
         o.beta1 = (float)luaL_checknumber(L, -2);
@@ -37,7 +38,7 @@ static int make(lua_State *L, ql_optim_kind kind) {
         lua_pop(L, 3);
     }
     if (o.lr < 0 || o.momentum < 0 || o.weight_decay < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1)
-        return luaL_error(L, "optimizer: lr, momentum and weight_decay must be >= 0 and betas in [0,1)");
+        return lq_error(L, "%s: lr, momentum and weight_decay must be >= 0 and betas in [0,1)", names[kind]);
     l_optim *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->o = NULL;
     luaL_setmetatable(L, QL_MT_OPTIM);

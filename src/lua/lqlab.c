@@ -12,7 +12,7 @@ static int l_seed(lua_State *L) { ql_seed((uint64_t)luaL_checkinteger(L, 1)); re
 static int l_threads(lua_State *L) {
     if (!lua_isnoneornil(L, 1)) {
         lua_Integer n = luaL_checkinteger(L, 1);
-        if (n < 0 || n > 1024) return luaL_error(L, "threads: %d is not a thread count", (int)n);
+        if (n < 0 || n > 1024) return lq_error(L, "threads: %d is not a thread count", (int)n);
         ql_threads_set((int)n);
     }
     lua_pushinteger(L, ql_threads_get());

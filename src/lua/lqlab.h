@@ -24,6 +24,8 @@ typedef struct { ql_loader *l; } l_loader;
 
 /* Raise the engine's last error as a Lua error (never returns). */
 int  lq_fail(lua_State *L, ql_status s);
+/* luaL_error with the message prefixed by the function's name (as lq_fail). */
+int lq_error(lua_State *L, const char *fmt, ...);
 #define LQ_TRY(L, expr) do { ql_status _s = (expr); if (_s != QL_OK) lq_fail(L, _s); } while (0)
 
 /* Options from a table argument at index idx (absent table = defaults). */

@@ -27,7 +27,7 @@ static int l_prepare(lua_State *L) {
             plans[i].mode = !strcmp(md, "f16") ? QL_QMODE_F16 : !strcmp(md, "bf16") ? QL_QMODE_BF16 : QL_QMODE_NONE;
             if (plans[i].mode == QL_QMODE_NONE) {
                 ql_free(plans);
-                return luaL_error(L, "prepare: node '%s': mode must be \"int8\", \"f16\" or \"bf16\", not \"%s\"",
+                return lq_error(L, "prepare: node '%s': mode must be \"int8\", \"f16\" or \"bf16\", not \"%s\"",
                                   g->nodes[i].name, md);
             }
             lua_pop(L, 2);
@@ -39,7 +39,7 @@ static int l_prepare(lua_State *L) {
         ql_observer **a = luaL_testudata(L, -2, QL_MT_OBSERVER), **w = luaL_testudata(L, -1, QL_MT_OBSERVER);
         if (!a || !*a || !w || !*w) {
             ql_free(plans);
-            return luaL_error(L, "prepare: node '%s': a qconfig needs activation and weight observers", g->nodes[i].name);
+            return lq_error(L, "prepare: node '%s': a qconfig needs activation and weight observers", g->nodes[i].name);
         }
         plans[i].mode = QL_QMODE_INT8;
         plans[i].act = *ql_observer_options(*a);
@@ -70,7 +70,7 @@ static int l_observer(lua_State *L) {
     ql_graph *g = lq_check_model(L, 1);
     const char *name = luaL_checkstring(L, 2);
     int i = ql_graph_find(g, name);
-    if (i < 0) return luaL_error(L, "model has no node '%s'", name);
+    if (i < 0) return lq_error(L, "model has no node '%s'", name);
     ql_observer *o = ql_node_observer(g, i);
     if (!o) { lua_pushnil(L); return 1; }
     ql_observer *c = ql_observer_clone(o);

@@ -17,7 +17,7 @@ l_tensor *lq_push_tensor(lua_State *L, ql_tensor *t) {
 
 ql_tensor *lq_check_tensor(lua_State *L, int idx) {
     l_tensor *u = luaL_checkudata(L, idx, QL_MT_TENSOR);
-    if (!u->t) luaL_error(L, "attempt to use a freed tensor");
+    if (!u->t) luaL_argerror(L, idx, "attempt to use a freed tensor");
     return u->t;
 }
 
@@ -64,10 +64,10 @@ static int64_t flatten(lua_State *L, int idx, ql_tensor *t, int64_t pos) {
         if (ty == LUA_TTABLE) pos = flatten(L, lua_gettop(L), t, pos);
         else if (ty == LUA_TNUMBER) {
             if (t && pos < t->numel && !set_elem(t, pos, lua_tonumber(L, -1)))
-                luaL_error(L, "qlab.tensor: value %f at position %d does not fit dtype %s",
+                lq_error(L, "qlab.tensor: value %f at position %d does not fit dtype %s",
                            lua_tonumber(L, -1), (int)pos + 1, ql_dtype_name(t->dtype));
             pos++;
-        } else luaL_error(L, "qlab.tensor: values must be numbers or nested tables, got %s", lua_typename(L, ty));
+        } else lq_error(L, "qlab.tensor: values must be numbers or nested tables, got %s", lua_typename(L, ty));
         lua_pop(L, 1);
     }
     return pos;
@@ -78,8 +78,8 @@ static int l_tensor_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *dn = luaL_optstring(L, 3, "f32");
     ql_dtype d;
-    if (ql_dtype_from_name(dn, &d) != 0) return luaL_error(L, "qlab.tensor: unknown dtype '%s' (known: %s)", dn, dtypes_known);
-    if (d == QL_DTYPE_F16) return luaL_error(L, "qlab.tensor: f16 tensors are made by conversion, not from values");
+    if (ql_dtype_from_name(dn, &d) != 0) return lq_error(L, "qlab.tensor: unknown dtype '%s' (known: %s)", dn, dtypes_known);
+    if (d == QL_DTYPE_F16) return lq_error(L, "qlab.tensor: f16 tensors are made by conversion, not from values");
     int64_t count = flatten(L, 1, NULL, 0);
     int64_t shape[QL_MAX_DIMS];
     int ndim;
@@ -87,17 +87,17 @@ static int l_tensor_new(lua_State *L) {
     else {
         luaL_checktype(L, 2, LUA_TTABLE);
         ndim = (int)luaL_len(L, 2);
-        if (ndim < 1 || ndim > QL_MAX_DIMS) return luaL_error(L, "qlab.tensor: shape must have 1..%d dimensions", QL_MAX_DIMS);
+        if (ndim < 1 || ndim > QL_MAX_DIMS) return lq_error(L, "qlab.tensor: shape must have 1..%d dimensions", QL_MAX_DIMS);
         for (int i = 0; i < ndim; i++) {
             lua_geti(L, 2, i + 1);
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) return luaL_error(L, "qlab.tensor: shape entries must be non-negative integers");
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) return lq_error(L, "qlab.tensor: shape entries must be non-negative integers");
             shape[i] = lua_tointeger(L, -1);
             lua_pop(L, 1);
         }
     }
     if (ql_shape_numel(ndim, shape) != count) {
         char b[128];
-        return luaL_error(L, "qlab.tensor: %d values do not fill shape %s", (int)count, ql_shape_str(ndim, shape, b, sizeof b));
+        return lq_error(L, "qlab.tensor: %d values do not fill shape %s", (int)count, ql_shape_str(ndim, shape, b, sizeof b));
     }
     ql_tensor *t = ql_tensor_new(d, ndim, shape);
     if (!t) return lq_fail(L, QL_ENOMEM);
@@ -111,13 +111,13 @@ static int l_zeros(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     ql_dtype d;
     const char *dn = luaL_optstring(L, 2, "f32");
-    if (ql_dtype_from_name(dn, &d) != 0) return luaL_error(L, "qlab.zeros: unknown dtype '%s' (known: %s)", dn, dtypes_known);
+    if (ql_dtype_from_name(dn, &d) != 0) return lq_error(L, "qlab.zeros: unknown dtype '%s' (known: %s)", dn, dtypes_known);
     int ndim = (int)luaL_len(L, 1);
     int64_t shape[QL_MAX_DIMS];
-    if (ndim < 1 || ndim > QL_MAX_DIMS) return luaL_error(L, "qlab.zeros: shape must have 1..%d dimensions", QL_MAX_DIMS);
+    if (ndim < 1 || ndim > QL_MAX_DIMS) return lq_error(L, "qlab.zeros: shape must have 1..%d dimensions", QL_MAX_DIMS);
     for (int i = 0; i < ndim; i++) {
         lua_geti(L, 1, i + 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) return luaL_error(L, "qlab.zeros: shape entries must be non-negative integers");
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) return lq_error(L, "qlab.zeros: shape entries must be non-negative integers");
         shape[i] = lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
@@ -149,7 +149,7 @@ static int l_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TNUMBER) {
         ql_tensor *t = lq_check_tensor(L, 1);
         lua_Integer i = luaL_checkinteger(L, 2);
-        if (i < 1 || i > t->numel) return luaL_error(L, "tensor index %d out of range 1..%d", (int)i, (int)t->numel);
+        if (i < 1 || i > t->numel) return lq_error(L, "tensor index %I out of range 1..%I", (lua_Integer)i, (lua_Integer)t->numel);
         lua_pushnumber(L, get_elem(t, i - 1));
         return 1;
     }
@@ -163,9 +163,9 @@ static int l_index(lua_State *L) {
 static int l_newindex(lua_State *L) {
     ql_tensor *t = lq_check_tensor(L, 1);
     lua_Integer i = luaL_checkinteger(L, 2);
-    if (i < 1 || i > t->numel) return luaL_error(L, "tensor index %d out of range 1..%d", (int)i, (int)t->numel);
+    if (i < 1 || i > t->numel) return lq_error(L, "tensor index %I out of range 1..%I", (lua_Integer)i, (lua_Integer)t->numel);
     if (!set_elem(t, i - 1, luaL_checknumber(L, 3)))
-        return luaL_error(L, "value does not fit dtype %s", ql_dtype_name(t->dtype));
+        return lq_error(L, "value does not fit dtype %s", ql_dtype_name(t->dtype));
     return 0;
 }
 
@@ -181,7 +181,7 @@ static int l_reshape(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     int ndim = (int)luaL_len(L, 2);
     int64_t shape[QL_MAX_DIMS];
-    if (ndim < 1 || ndim > QL_MAX_DIMS) return luaL_error(L, "reshape: 1..%d dimensions", QL_MAX_DIMS);
+    if (ndim < 1 || ndim > QL_MAX_DIMS) return lq_error(L, "reshape: 1..%d dimensions", QL_MAX_DIMS);
     for (int i = 0; i < ndim; i++) { lua_geti(L, 2, i + 1); shape[i] = luaL_checkinteger(L, -1); lua_pop(L, 1); }
     ql_tensor *c = ql_tensor_clone(t);
     if (!c) return lq_fail(L, QL_ENOMEM);
@@ -193,7 +193,7 @@ static int l_reshape(lua_State *L) {
 /* Index of the max of each row of a (N,K) tensor, 1-based, as a table (ties: the lower index). */
 static int l_argmax(lua_State *L) {
     ql_tensor *t = lq_check_tensor(L, 1);
-    if (t->dtype != QL_DTYPE_F32 || t->ndim < 1) return luaL_error(L, "argmax: needs an f32 tensor");
+    if (t->dtype != QL_DTYPE_F32 || t->ndim < 1) return lq_error(L, "argmax: needs an f32 tensor");
     int64_t k = t->shape[t->ndim - 1], n = k ? t->numel / k : 0;
     const float *x = ql_f32(t);
     lua_createtable(L, (int)n, 0);
