@@ -1,6 +1,7 @@
 -- The accuracy table, with the top-1 rule users know (ties to the lower class
 -- index): FP32, static PTQ (per-channel 8-bit default, per-tensor, 7-bit
--- fast_7bit, W4A8), the shipped QAT models as they are, and the greedy
+-- fast_7bit, W4A8), the shipped QAT models as they are (and with float
+-- logits, model:fold_dequantize()), and the greedy
 -- mixed-precision search from W4A8; each with ties, agreement with FP32 and
 -- the flips each way, on the full test set.
 --   ./qlab --script scripts/accuracy_table.lua [--quick] [--model resnet18|mobilenet_v2]
@@ -59,6 +60,7 @@ for _, name in ipairs(names) do
   if q and io.open(q[2], "rb") then
     local m = qlab.load(q[2])
     add(q[1], m)
+    if m:fold_dequantize() > 0 then add(q[1]:gsub("%)", ", float logits)"), m) end   -- converted before f32_out
     m:free()
   end
   if greedy then

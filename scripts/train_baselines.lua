@@ -116,6 +116,8 @@ local lines = {
   "",
   "Seconds per epoch are wall time on a 2-core machine shared with other jobs",
   "(see scripts/bench_fp32.lua for the training speed measured alone).",
+  "The quantized models shipped beside them, and what PTQ and QAT give on",
+  "them: [quantized.md](quantized.md).",
   "",
   "| model | params | size | top-1 (10,000) | top-1 (first 2,000) | epochs | s/epoch | wall | threads |",
   "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
