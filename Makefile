@@ -17,7 +17,7 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test asan clean setup bench bench-qgemm
+.PHONY: all run test asan asan-build clean setup bench bench-qgemm fuzz fuzz-smoke
 all: qlab
 
 qlab: $(FRONT_OBJ) $(BUILD)/libqlab.a
@@ -42,15 +42,21 @@ run: setup
 	@$(MAKE) --no-print-directory qlab
 	./qlab
 
+# The suite twice: the normal build, then under AddressSanitizer + UBSan
+# (build-asan/); the last line sums both. QLAB_TEST_ASAN=0 skips the second.
 test: setup
-	@$(MAKE) --no-print-directory qlab $(BUILD)/test_c
-	@tests/run.sh $(BUILD)/test_c ./qlab
+	@$(MAKE) --no-print-directory qlab $(BUILD)/test_c $(FUZZ_REPLAY)
+	@if [ "$${QLAB_TEST_ASAN:-1}" = 0 ]; then tests/run.sh $(BUILD)/test_c ./qlab; \
+	 else $(MAKE) --no-print-directory asan-build && tests/run.sh $(BUILD)/test_c ./qlab build-asan/test_c ./qlab-asan; fi
 
-# The whole suite under AddressSanitizer + UBSan, in a separate build tree.
-asan: setup
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	   build-asan/test_c qlab-asan
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan/test_c ./qlab-asan
+ASAN_OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan-build:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(ASAN_OPT)" build-asan/test_c qlab-asan \
+	   $(FUZZERS:%=build-asan/fuzz_replay_%)
+
+# The whole suite under AddressSanitizer + UBSan alone.
+asan: setup asan-build
+	@tests/run.sh build-asan/test_c ./qlab-asan
 
 qlab-asan: $(FRONT_OBJ) $(BUILD)/libqlab.a
 	$(CC) $(CFLAGS) -o $@ $(FRONT_OBJ) $(BUILD)/libqlab.a $(LDLIBS)
@@ -62,7 +68,40 @@ $(BUILD)/bench_qgemm: $(BUILD)/scripts/bench_qgemm.o $(BUILD)/libqlab.a
 bench-qgemm: $(BUILD)/bench_qgemm
 	$(BUILD)/bench_qgemm
 
+# ---- fuzzing: libFuzzer harnesses (tests/fuzz/) for every reader ----------------
+# `make fuzz` runs each for FUZZ_S seconds (clang, ASan + UBSan), reading the
+# committed seeds in tests/fuzz/corpus/<reader> and writing what it finds to
+# build-fuzz/corpus/<reader>; a crash leaves crash-* in build-fuzz/ (commit it
+# under tests/fuzz/regress/<reader>/ once fixed). `make test` replays seeds and
+# regressions through the same harnesses built with $(CC) (tests/sh/test_fuzz_replay.sh).
+FUZZERS     := qlm graph_json idx cifar
+FUZZ_S      ?= 60
+FUZZ_OPT    := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-pass-failed
+FUZZ_COMMON := tests/fuzz/fuzz_file.c
+FUZZ_REPLAY := $(FUZZERS:%=$(BUILD)/fuzz_replay_%)
+
+$(BUILD)/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(FUZZ_COMMON) tests/fuzz/fuzz.h $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libqlab.a $(LDLIBS)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON) tests/fuzz/fuzz.h
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz OPT="$(FUZZ_OPT) -fsanitize=fuzzer-no-link" build-fuzz/libqlab.a
+	clang -std=gnu11 $(FUZZ_OPT) -fsanitize=fuzzer -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -o $@ $(filter %.c,$^) \
+	    build-fuzz/libqlab.a $(LDLIBS)
+
+fuzz: setup $(FUZZERS:%=build-fuzz/fuzz_%)
+	@for f in $(FUZZERS); do \
+	    mkdir -p build-fuzz/corpus/$$f; \
+	    echo "== fuzz $$f for $(FUZZ_S) s"; \
+	    ( cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz_$$f -max_total_time=$(FUZZ_S) -print_final_stats=1 \
+	        -dict=../tests/fuzz/dict/$$f.dict -rss_limit_mb=2048 corpus/$$f ../tests/fuzz/corpus/$$f 2>&1 ) | \
+	      grep -E "^stat::number_of_executed_units|^stat::peak_rss|ERROR|SUMMARY|^artifact|Done " || exit 1; \
+	done
+
+# A few seconds per reader, for CI.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_S=5
+
 clean:
-	rm -rf build build-asan qlab qlab-asan
+	rm -rf build build-asan build-fuzz qlab qlab-asan
 
 -include $(ENGINE_OBJ:.o=.d) $(FRONT_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
