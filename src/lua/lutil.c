@@ -2,7 +2,8 @@
 #include <string.h>
 #include "lqlab.h"
 
-const ql_progress lq_progress = {ql_progress_stderr, NULL};
+/* Not const: the workbench (src/tui) points it at its gauge while it owns the screen. */
+ql_progress lq_progress = {ql_progress_stderr, NULL};
 
 int lq_fail(lua_State *L, ql_status s) {
     (void)s;

@@ -1,0 +1,51 @@
+-- The status bar: model, phase, dataset, ISA, threads; FP32 and current
+-- top-1, size, batch-1 latency, memory. Two lines, segments dropped from
+-- the right when the terminal is narrow.
+local qlab = require "qlab"
+
+local M = {}
+
+local function mb(b) return string.format("%.2f MB", b / 1e6) end
+
+function M:draw(app, r)
+  local S, tui, g = app.S, app.tui, app.g
+  local cpu = self.cpu or qlab.cpu()
+  self.cpu = cpu
+  local mem = qlab.memory()
+  local top1 = "-"
+  if S.result then
+    top1 = string.format("%.2f", S.result.top1)
+    if S.fp32_result then top1 = top1 .. string.format(" (%+.2f)", S.result.top1 - S.fp32_result.top1) end
+    if S.result_phase ~= S.phase then top1 = top1 .. " stale" end
+  end
+  local line1 = {
+    {" qlab ", "status"},
+    {S.name .. " [" .. S.phase .. "]", "status"},
+    {S.dataset, "status_dim"},
+    {string.format("%s, %d threads", cpu.isa, qlab.threads()), "status_dim"},
+    {string.format("job: %s", app.job and app.job.code or "idle"), "status_dim"},
+  }
+  local lat = S.latency and string.format("%.2f ms", S.latency) or "-"
+  if S.fp32_latency then lat = lat .. string.format(" (FP32 %.2f)", S.fp32_latency) end
+  local line2 = {
+    {string.format(" top-1 FP32 %s", S.fp32_result and string.format("%.2f", S.fp32_result.top1) or "-"), "status"},
+    {"now " .. top1, "status"},
+    {string.format("size %s %s %s", mb(S.fp32:size_bytes()), g.arrow, mb(S.m:size_bytes())), "status_dim"},
+    {"batch-1 " .. lat, "status_dim"},
+    {string.format("mem %.0f MB (peak %.0f)", mem.current / 1e6, mem.rss_peak / 1e6), "status_dim"},
+  }
+  for i, segs in ipairs{line1, line2} do
+    local y = r.y + i - 1
+    tui.text(y, r.x, "", "status", r.w, true)
+    local x = r.x
+    for k, s in ipairs(segs) do
+      local text = (k > 1 and (" " .. g.v .. " ") or "") .. s[1]
+      local w = tui.width(text)
+      if x + w > r.x + r.w then break end
+      tui.text(y, x, text, s[2])
+      x = x + w
+    end
+  end
+end
+
+return M
