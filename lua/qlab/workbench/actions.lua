@@ -115,7 +115,7 @@ function wb.open(path, opts)
   S.data = {train = train, test = test,
             val = (nval < test:size() and test:subset(1, nval) or test):loader{batch = S.eval_batch},
             calib = train:loader{batch = S.calib_batch, batches = S.calib_batches}}
-  S.dataset = string.format("fashion_mnist test %d", nval)
+  S.dataset = string.format("fmnist test %d", nval)
   S.sqnr, S.sens, S.share, S.range = {}, {}, {}, {}
   S.version = (S.version or 0) + 1
   S.dirty = false
@@ -595,7 +595,7 @@ function wb.refresh()
     local base = S.base_by[n.name]
     local r = {index = i, name = n.name, op = n.op, shape = table.concat(n.shape, "x"), params = n.params,
                macs = S.macs[n.name], actual = short_prec[n.precision] or n.precision, base = base ~= nil,
-               inputs = n.inputs}
+               inputs = n.inputs, base_op = base and base.op}
     if base then
       local p = wb.planned(n.name)
       r.plan, r.own, r.na = p.prec, p.own, p.na

@@ -22,11 +22,11 @@ function M:draw(app, r)
   add("MACs", layers.human(row.macs))
   if row.plan then
     local p = app.wb.planned(row.name)
-    add("plan", row.plan .. (row.own and " (own entry)" or " (default)") .. (row.na and " n/a" or ""),
+    add("plan", row.plan .. (row.own and " (own)" or " (default)") .. (row.na and " n/a" or ""),
         layers.prec_style[row.plan])
     if row.obs then
       add("observer", row.obs)
-      if row.op == "conv2d" or row.op == "linear" then add("weights", (p.gran or ""):gsub("_", "-")) end
+      if row.base_op == "conv2d" or row.base_op == "linear" then add("weights", (p.gran or ""):gsub("_", "-")) end
     end
   else
     add("plan", "- (inserted by convert)", "dim")

@@ -254,6 +254,12 @@ function App:on_filter_key(key)
 end
 
 function App:on_key(key)
+  local alt = key:match("^M%-(.+)$")
+  if alt and not self.keys.by_key[key] then   -- Esc then a key, typed fast: both
+    local f = self:on_key("esc")
+    if f & self.BREAK ~= 0 then return f end
+    return f | self:on_key(alt)
+  end
   if self.layout.small then
     if key == "q" or key == "C-c" then return self:quit() end
     return self.HANDLED
@@ -289,6 +295,11 @@ function App:on_key(key)
     return e.ui(self, key)
   end
   if self.prefix then self.prefix = nil return self.REDRAW end
+  if key == "esc" and self.filter ~= "" then
+    self.filter = ""
+    self:update_view()
+    return self.REDRAW
+  end
   return self.HANDLED
 end
 
@@ -320,7 +331,11 @@ end
 -- The workbench on a model file: the model opens before the screen does, so
 -- a bad path is a plain error message; the terminal is restored however
 -- this returns (main.c closes it too, after an error).
+-- opts (or a global WORKBENCH table, e.g. from qlab -e 'WORKBENCH = {...}'):
+-- val_images, calib_batch, calib_batches, eval_batch (wb.open), history
+-- (file), session_path (Ctrl-S).
 function M.main(path, opts)
+  opts = opts or rawget(_G, "WORKBENCH") or {}
   local wb = require "qlab.workbench.actions"
   local tui = require "qlab.tui"
   wb.open(path or wb.default_model(), opts)

@@ -45,7 +45,7 @@ local COLS = {
   {"actual", "now", 5, false, function(r) return r.actual, prec_style[r.actual] or "normal" end},
   {"obs", "observer", 8, false, function(r)
     if not r.obs then return "-", "dim" end
-    local w = (r.op == "conv2d" or r.op == "linear") and (r.gran == "per_tensor" and "/pt" or "/pc") or ""
+    local w = (r.base_op == "conv2d" or r.base_op == "linear") and (r.gran == "per_tensor" and "/pt" or "/pc") or ""
     return short_obs[r.obs] .. w
   end},
   {"sqnr", "SQNR", 5, true, function(r) return fmt_db(r.sqnr) end},

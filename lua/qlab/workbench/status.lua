@@ -22,8 +22,9 @@ function M:draw(app, r)
     {" qlab ", "status"},
     {S.name .. " [" .. S.phase .. "]", "status"},
     {S.dataset, "status_dim"},
-    {string.format("%s, %d threads", cpu.isa, qlab.threads()), "status_dim"},
-    {string.format("job: %s", app.job and app.job.code or "idle"), "status_dim"},
+    {string.format("%s %s %d threads", cpu.isa, g.dot, qlab.threads()), "status_dim"},
+    {string.format("mem %.0f MB", mem.current / 1e6), "status_dim"},
+    {string.format("peak RSS %.0f MB", mem.rss_peak / 1e6), "status_dim"},
   }
   local lat = S.latency and string.format("%.2f ms", S.latency) or "-"
   if S.fp32_latency then lat = lat .. string.format(" (FP32 %.2f)", S.fp32_latency) end
@@ -32,7 +33,6 @@ function M:draw(app, r)
     {"now " .. top1, "status"},
     {string.format("size %s %s %s", mb(S.fp32:size_bytes()), g.arrow, mb(S.m:size_bytes())), "status_dim"},
     {"batch-1 " .. lat, "status_dim"},
-    {string.format("mem %.0f MB (peak %.0f)", mem.current / 1e6, mem.rss_peak / 1e6), "status_dim"},
   }
   for i, segs in ipairs{line1, line2} do
     local y = r.y + i - 1
