@@ -46,14 +46,14 @@ check() {   # check NAME PATTERN [SECONDS]
 keys() { for k in "$@"; do tm send-keys -t qt "$k"; done; }
 type_line() { tm send-keys -t qt -l "$1"; tm send-keys -t qt Enter; }
 
-# start W H LOCALE: the workbench in a fresh tmux session; the pane then
+# start W H LOCALE [OPTS_FILE]: the workbench in a fresh tmux session; the pane then
 # reports the exit code and whether the tty settings came back unchanged
 start() {
     tm kill-session -t qt >/dev/null 2>&1
     cat > "$T/run.sh" <<EOF
 export HOME="$T/home" LC_ALL="$3" TERM=tmux-256color
 stty -g > "$T/tty0"
-"$QLAB" --threads 1 -e 'dofile("$T/opts.lua")' $MODEL 2> "$T/stderr"
+sh -c 'echo \$\$ > "$T/pid"; exec "$QLAB" --threads 1 -e "dofile([[$T/\${1:-opts.lua}]])" $MODEL 2> "$T/stderr"' - $4
 echo EXIT=\$?
 [ "\$(stty -g)" = "\$(cat "$T/tty0")" ] && echo RESTORED=yes
 sleep 60
@@ -156,6 +156,21 @@ check "80x24: q exits 0 (nothing to save)" '^EXIT=0' 10
 check "80x24: the terminal is restored" '^RESTORED=yes' 5
 if [ -s "$T/home/.qlab_history" ] && grep -q 'print(1+1)' "$T/home/.qlab_history"; then ok "history kept in \$HOME/.qlab_history"
 else fail "history kept in \$HOME/.qlab_history"; fi
+
+# --- SIGTERM and an error at start-up restore the terminal too
+start 80 24 "$UTF"
+check "SIGTERM: running" 'layers 8/8' 15
+kill -TERM "$(cat "$T/pid")"
+check "SIGTERM: killed by the signal (exit 143)" '^EXIT=143' 10
+check "SIGTERM: the terminal is restored" '^RESTORED=yes' 5
+cat > "$T/bad.lua" <<EOF
+WORKBENCH = {setup = function() error("boom at start-up") end}
+EOF
+start 80 24 "$UTF" bad.lua
+check "a Lua error at start-up: exit 1" '^EXIT=1' 15
+check "a Lua error at start-up: the terminal is restored" '^RESTORED=yes' 5
+if grep -q "boom at start-up" "$T/stderr"; then ok "a Lua error at start-up: its message on stderr"
+else fail "a Lua error at start-up: its message on stderr" "$(cat "$T/stderr")"; fi
 
 summary
 [ "$failed" -eq 0 ]

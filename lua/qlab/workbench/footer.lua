@@ -13,7 +13,7 @@ local HINTS = {
 local function gauge(app, w)
   local j = app.job
   local g = app.g
-  local s = "running " .. j.code
+  local s = string.format("running %s (%.1f s)", j.code, require("qlab").clock() - j.t0)
   if j.total and j.total > 0 then
     local bw = math.max(10, math.min(30, w - #s - 24))
     local fill = math.floor(bw * j.done / j.total + 0.5)

@@ -155,11 +155,21 @@ end
 -- running actions: echoed into the console, run there; the screen shows
 -- the job and the engine's progress gauge meanwhile
 
+local clock = require("qlab").clock
+
 function App:run(codes, how)
   for _, code in ipairs(codes) do
-    self.job = {code = code, t0 = os.clock()}
+    self.job = {code = code, t0 = clock()}
     self:draw()
+    -- Lua-side loops (compare, sensitivity, user code) redraw from a count
+    -- hook; the engine's own loops through the progress callback
+    local last = clock()
+    debug.sethook(function()
+      local t = clock()
+      if t - last > 0.25 then last = t; pcall(self.draw, self) end
+    end, "", 20000)
     local ok = self.console:exec(code, how or "key", self)
+    debug.sethook()
     self.job = nil
     self:drain()
     self.wb.adopt_globals()
@@ -196,8 +206,7 @@ function App:compute_layout(lines, cols)
   L.footer = {y = lines - 1, x = 0, h = 1, w = cols}
   L.console = {y = lines - 1 - ch, x = 0, h = ch, w = cols}
   local mh = lines - sh - 1 - ch
-  local dw = math.max(27, cols // 3)
-  if dw > 48 then dw = 48 end
+  local dw = math.max(27, math.min(44, cols // 4))
   L.layers = {y = sh, x = 0, h = mh, w = cols - dw}
   L.detail = {y = sh, x = cols - dw, h = mh, w = dw}
   self.layout = L
@@ -342,7 +351,15 @@ function M.main(path, opts)
   local old_print, old_out = print, wb.out
   local ok, err = tui.open()
   if not ok then error("the workbench cannot start: " .. tostring(err), 0) end
-  local app = M.new(wb, tui, opts)
+  local app
+  local st, e = xpcall(function()
+    app = M.new(wb, tui, opts)
+    if opts.setup then opts.setup(app) end   -- a user's own panes and keys
+  end, debug.traceback)
+  if not st then
+    tui.close()
+    error(e, 0)
+  end
   print = function(...)
     local t = table.pack(...)
     for i = 1, t.n do t[i] = tostring(t[i]) end
@@ -352,7 +369,7 @@ function M.main(path, opts)
   tui.on_progress(function(done, total, label) app:progress(done, total, label) end)
   app.console:push(string.format("-- qlab workbench on %s: ? lists the keys, : types Lua here (m, fp32, data, qlab, wb)",
                                  wb.state.path), "comment")
-  local st, e = xpcall(function()
+  st, e = xpcall(function()
     tui.loop(function(ev, a, b, c) return app:on_event(ev, a, b, c) end, function() app:draw() end, 250)
   end, debug.traceback)
   tui.on_progress(nil)

@@ -56,20 +56,31 @@ local COLS = {
   {"share", "time%", 5, true, function(r) return r.share and string.format("%.1f", 100 * r.share) or "-" end},
   {"range", "range", 15, false, function(r) return fmt_range(r.range) end},
 }
-local REQUIRED = 4
+local REQUIRED, FIRST = 4, 6   -- columns always shown; those the name shrinks for (observer, SQNR)
 local sort_col = {order = nil, name = "name", params = "params", macs = "macs", sqnr = "sqnr", drop = "drop",
                   share = "share"}
 
-local function columns(w)
-  local cols, used = {}, 0
-  for i = 1, REQUIRED do cols[#cols + 1] = COLS[i]; used = used + COLS[i][3] + 1 end
-  for i = REQUIRED + 1, #COLS do
-    if used + COLS[i][3] + 1 <= w then cols[#cols + 1] = COLS[i]; used = used + COLS[i][3] + 1 end
+-- the columns that fit in w, the name as wide as the longest (12 to 28)
+local function columns(w, name_w)
+  name_w = math.max(12, math.min(28, name_w))
+  local used = 0
+  for i = 2, FIRST do used = used + COLS[i][3] + 1 end
+  local nw = math.max(14, math.min(name_w, w - used - 1))
+  if nw + used + 1 > w then
+    nw = name_w
+    used = 0
+    for i = 2, REQUIRED do used = used + COLS[i][3] + 1 end
+    nw = math.max(8, math.min(nw, w - used - 1))
   end
-  local extra = math.min(w - used, 30 - COLS[1][3])
-  local widths = {}
-  for i, c in ipairs(cols) do widths[i] = c[3] end
-  if extra > 0 then widths[1] = widths[1] + extra end
+  local cols, widths = {COLS[1]}, {nw}
+  used = nw + 1
+  for i = 2, #COLS do
+    if i <= REQUIRED or used + COLS[i][3] + 1 <= w then
+      cols[#cols + 1] = COLS[i]
+      widths[#widths + 1] = COLS[i][3]
+      used = used + COLS[i][3] + 1
+    end
+  end
   return cols, widths
 end
 
@@ -97,7 +108,9 @@ function M:draw(app, r)
   if app.prefix == "*" then info[#info + 1] = "* all shown" end
   tui.text(r.y, r.x + tw, " " .. table.concat(info, " " .. g.dot .. " "), "dim", r.w - tw)
   -- header
-  local cols, widths = columns(r.w)
+  local longest = 0
+  for _, row in ipairs(app.S.rows or {}) do longest = math.max(longest, #row.name) end
+  local cols, widths = columns(r.w, longest)
   local x = r.x
   tui.text(r.y + 1, r.x, "", "header", r.w, true)
   for i, c in ipairs(cols) do
