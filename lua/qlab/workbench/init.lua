@@ -351,15 +351,15 @@ function M.main(path, opts)
   local old_print, old_out = print, wb.out
   local ok, err = tui.open()
   if not ok then error("the workbench cannot start: " .. tostring(err), 0) end
-  local app
-  local st, e = xpcall(function()
-    app = M.new(wb, tui, opts)
-    if opts.setup then opts.setup(app) end   -- a user's own panes and keys
-  end, debug.traceback)
-  if not st then
+  -- closed on every way out, errors included (their traceback is taken
+  -- before, at the error, by the caller's message handler)
+  local _ <close> = setmetatable({}, {__close = function()
+    tui.on_progress(nil)
     tui.close()
-    error(e, 0)
-  end
+    print, wb.out = old_print, old_out
+  end})
+  local app = M.new(wb, tui, opts)
+  if opts.setup then opts.setup(app) end   -- a user's own panes and keys
   print = function(...)
     local t = table.pack(...)
     for i = 1, t.n do t[i] = tostring(t[i]) end
@@ -369,14 +369,27 @@ function M.main(path, opts)
   tui.on_progress(function(done, total, label) app:progress(done, total, label) end)
   app.console:push(string.format("-- qlab workbench on %s: ? lists the keys, : types Lua here (m, fp32, data, qlab, wb)",
                                  wb.state.path), "comment")
-  st, e = xpcall(function()
-    tui.loop(function(ev, a, b, c) return app:on_event(ev, a, b, c) end, function() app:draw() end, 250)
-  end, debug.traceback)
-  tui.on_progress(nil)
-  tui.close()
-  print, wb.out = old_print, old_out
-  if not st then error(e, 0) end
+  -- a bug in a pane or a key handler is logged; the workbench lives on
+  local function guarded(f)
+    return function(...)
+      local res = table.pack(xpcall(f, debug.traceback, ...))
+      if res[1] then return table.unpack(res, 2, res.n) end
+      if res[2] ~= app.last_error then app.console:push("workbench: " .. tostring(res[2]), "error") end
+      app.last_error = res[2]
+      return app.REDRAW
+    end
+  end
+  local on_event = guarded(function(ev, a, b, c) return app:on_event(ev, a, b, c) end)
+  local draw = guarded(function() app:draw() end)
+  tui.loop(on_event, function()
+    if draw() == app.REDRAW and app.last_error then   -- the panes cannot draw: say so, plainly
+      tui.erase()
+      tui.text(0, 0, "the workbench cannot draw (q quits): " .. tostring(app.last_error):match("^[^\n]*"), "error")
+      tui.refresh()
+    end
+  end, 250)
 end
+
 
 M.App = App
 return M
