@@ -79,7 +79,18 @@ function Console:exec(code, how, app)
   end
   local res = table.pack(xpcall(fn, traceback))
   if not res[1] then return failed(res[2]) end
-  if is_expr and res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end
+  if res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end
+  -- in the saved script each chunk keeps its own scope, as each console
+  -- line has; a chunk that returned values shows them there too
+  if not is_expr and not meta then
+    local script
+    if res.n > 1 then script = "wb.show((function()\n" .. code .. "\nend)())"
+    elseif code:find("%f[%w_]local%f[^%w_]") then script = "do\n" .. code .. "\nend" end
+    if script then
+      entries[1].script = script
+      for i = 2, #entries do entries[i].skip = true end
+    end
+  end
   return true
 end
 
