@@ -89,6 +89,13 @@ wait_for '[│|]  fc2 *$' 3
 s=$(selected); [ "$s" = fc2 ] && ok "j in the filter selects fc2" || fail "j in the filter selects fc2 (got '$s')"
 keys / Escape
 check "Esc clears the filter" 'layers 8/8' 3
+# mouse (xterm protocol, as tmux-256color's kmous): a click on the row of fc1 (screen row 10), then the wheel
+tm send-keys -t qt -l "$(printf '\033[M !+')"
+wait_for '[│|]  fc1 *$' 3
+s=$(selected); [ "$s" = fc1 ] && ok "mouse: a click selects fc1" || fail "mouse: a click selects fc1 (got '$s')" "$(screen)"
+tm send-keys -t qt -l "$(printf '\033[M`!+')"
+wait_for '[│|]  pool2 *$' 3
+s=$(selected); [ "$s" = pool2 ] && ok "mouse: the wheel moves up 3 rows" || fail "mouse: the wheel moves up (got '$s')" "$(screen)"
 keys Home j j 4
 check "precision: conv2 planned int8 in the table" '^conv2 +conv2d +int8\*' 3
 check "precision: the Lua call is echoed" '> wb.set_precision\("conv2", "int8"\)' 3
