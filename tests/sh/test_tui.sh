@@ -100,7 +100,7 @@ keys Home j j 4
 check "precision: conv2 planned int8 in the table" '^conv2 +conv2d +int8\*' 3
 check "precision: the Lua call is echoed" '> wb.set_precision\("conv2", "int8"\)' 3
 keys p
-check "p echoes wb.prepare()" 'prepared: 1 layers to quantize' 10
+check "p echoes wb.prepare()" 'prepared: 1 layer to quantize' 10
 keys c
 check "c calibrates 2 batches" 'calibrated on 2 batches' 15
 keys v

@@ -380,7 +380,8 @@ function wb.prepare()
       if p.mode ~= "f32" then planned = planned + 1 end
     end
   end
-  say("prepared: %d layers to quantize, %d observers", planned, observed)
+  say("prepared: %d layer%s to quantize, %d observer%s", planned, planned == 1 and "" or "s", observed,
+      observed == 1 and "" or "s")
   wb.refresh()
 end
 

@@ -50,7 +50,7 @@ function M:draw(app, r)
   local hist = app.wb.histogram and app.wb.histogram(row.name, w) or nil
   if hist and y + 3 < r.y + r.h then
     y = y + 1
-    tui.text(y, x, "histogram of the activations", "dim", w)
+    tui.text(y, x, "activations seen", "dim", w)
     local bars = app.g.bar == "█" and {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"} or {" ", ".", "o", "O", "#"}
     local max = 0
     for _, c in ipairs(hist.counts) do if c > max then max = c end end

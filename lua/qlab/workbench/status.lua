@@ -22,7 +22,7 @@ function M:draw(app, r)
     {" qlab ", "status"},
     {S.name .. " [" .. S.phase .. "]", "status"},
     {S.dataset, "status_dim"},
-    {string.format("%s %s %d threads", cpu.isa, g.dot, qlab.threads()), "status_dim"},
+    {string.format("%s %s %d thread%s", cpu.isa, g.dot, qlab.threads(), qlab.threads() == 1 and "" or "s"), "status_dim"},
     {string.format("mem %.0f MB", mem.current / 1e6), "status_dim"},
     {string.format("peak RSS %.0f MB", mem.rss_peak / 1e6), "status_dim"},
   }
