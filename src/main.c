@@ -198,6 +198,7 @@ int main(int argc, char **argv) {
         return bad_usage(a[0] == '-' ? "unknown option " : "unexpected argument ", a);
     }
     if (o.script && access(o.script, R_OK) != 0) return bad_usage("cannot read script ", o.script);
+    if (!o.script && o.model && access(o.model, R_OK) != 0) return bad_usage("cannot read model ", o.model);
     if (!o.script && (!o.code || o.model) && (!isatty(0) || !isatty(1))) {
         fprintf(stderr, "qlab: the workbench needs a terminal (stdin and stdout are not both a tty).\n"
                         "Run headless instead:  qlab --script FILE.lua   (lab solutions in lua/labs/;\n"

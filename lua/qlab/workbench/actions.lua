@@ -93,7 +93,7 @@ function wb.open(path, opts)
   opts = opts or {}
   path = path or wb.default_model()
   if not exists(path) then fail("cannot open model %s (no such file)", path) end
-  local fp = qlab.load(path)
+  local fp = (path:match("%.onnx$") and rawget(qlab, "load_onnx") or qlab.load)(path)
   for k in pairs(S) do S[k] = nil end
   S.path, S.name = path, basename(path)
   S.fp32 = fp
