@@ -589,6 +589,7 @@ wb.short_prec = short_prec
 
 function wb.refresh()
   local m = S.m
+  if S.phase == "fp32" and m:is_prepared() then S.phase = "prepared" end   -- m:prepare{...} typed in the console
   local nodes = m:nodes()
   local rows = {}
   local observe = S.phase == "prepared" or S.phase == "calibrated"

@@ -173,6 +173,7 @@ function App:run(codes, how)
     self.job = nil
     self:drain()
     self.wb.adopt_globals()
+    if how == "input" then self.wb.refresh() end   -- typed code may have changed m in place
     if not ok then break end
   end
   if self.S.version ~= self.version then self:update_view() end
