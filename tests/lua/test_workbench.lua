@@ -192,7 +192,7 @@ H.test("a saved session replays headless with the same top-1", function()
   app.console:exec("wb.state.result.top1", "input", app)
   app.console:exec("local k = 2; return k * 21", "input", app)
   app.console:exec("local m = nil", "input", app)   -- its own scope: m stays the model
-  app.console:exec("print(m:size_bytes() > 0)", "input", app)
+  app.console:exec("wb.show(m:size_bytes() > 0)", "input", app)
   app:on_key("C-s")
   local top1 = string.format("%.2f", wb.state.result.top1)
   local bin = os.getenv("QLAB_TEST_BIN") or "./qlab"
