@@ -327,7 +327,7 @@ int tui_text(int y, int x, const char *s, size_t len, int style, int w, int pad)
     if (!active) return 0;
     int lines, cols;
     getmaxyx(stdscr, lines, cols);
-    if (y < 0 || y >= lines || x >= cols) return 0;
+    if (y < 0 || y >= lines || x < 0 || x >= cols) return 0;
     if (w < 0 || x + w > cols) w = cols - x;
     if (w <= 0) return 0;
     wchar_t buf[1024];

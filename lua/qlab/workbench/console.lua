@@ -159,6 +159,7 @@ function Console:on_key(app, key)
     p = p - 1
     if p == c and c > 0 then p = prev_char(s, c) end
     self.input, self.cur = s:sub(1, p) .. s:sub(c + 1), p
+  elseif key == "C-c" and (s ~= "" or self.pending) then self.input, self.cur, self.pending = "", 0, nil
   elseif key == "C-l" then self.lines = {}
   elseif key == "up" then
     local h = self.hist:prev(s)

@@ -128,6 +128,7 @@ M.console = {
   {"tab", "complete globals, fields, methods (m:pre<Tab>); on an empty line: next pane"},
   {"pgup / pgdn", "scroll the log"},
   {"C-a C-e C-u C-k C-w", "start, end, kill line, kill to end, kill word"},
+  {"C-c / C-l", "drop the line being typed / clear the log"},
   {"esc", "back to the table"},
 }
 M.mouse = "mouse: a click selects a row (or focuses a pane), the wheel scrolls"
