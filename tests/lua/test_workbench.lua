@@ -164,6 +164,9 @@ H.test("panes on a fake screen: 80x24, filter, sort, keys echoed, size message",
   assert(#app.view == 2 and app:selected().name == "fc1")
   app:on_key("*"); app:on_key("2")
   assert(wb.planned("fc1").prec == "fp16" and wb.planned("fc2").prec == "fp16")
+  local echoed
+  for _, e in ipairs(app.console.lines) do if e.kind == "code" then echoed = e.text end end
+  assert(echoed == 'wb.set_precision("fc.*", "fp16")', echoed)   -- the filter as a map pattern
   app:on_key("esc")
   assert(#app.view == 8)
   app:on_key("s"); app:on_key("s")   -- name, then params

@@ -131,9 +131,27 @@ end
 function App:target_code()
   local names = {}
   if self.prefix == "*" then
-    for _, r in ipairs(self.view) do if r.base then names[#names + 1] = string.format("%q", r.name) end end
+    local shown = {}
+    for _, r in ipairs(self.view) do
+      if r.base then names[#names + 1] = string.format("%q", r.name); shown[r.name] = true end
+    end
     self.prefix = nil
     if #names == 0 then self.msg = "no layer of the map is shown" return nil end
+    -- the filter as the anchored pattern the map takes, when it names exactly these layers
+    if self.filter ~= "" then
+      for _, pat in ipairs{self.filter .. ".*", ".*" .. self.filter .. ".*"} do
+        local ok, same = pcall(function()
+          local n = 0
+          for _, b in ipairs(self.S.base) do
+            local hit = b.name:match("^" .. pat .. "$") ~= nil
+            if hit ~= (shown[b.name] == true) then return false end
+            if hit then n = n + 1 end
+          end
+          return n == #names
+        end)
+        if ok and same then return string.format("%q", pat) end
+      end
+    end
     return "{" .. table.concat(names, ", ") .. "}"
   end
   local r = self:selected()
