@@ -331,6 +331,15 @@ function wb.map_code(compact)
   return table.concat(lines, "\n")
 end
 
+-- what the map says of one layer, as in the code: "conv3 = w4a8_ent" or "(default) int8"
+function wb.map_entry(name)
+  local p = wb.planned(name)
+  local var = qc_var(p) or "false"
+  if p.prec == "dynamic" then var = "false, then dynamic" end
+  if S.map.nodes[name] then return lua_key(name) .. " = " .. var end
+  return "(default) " .. var
+end
+
 function wb.map()
   for line in (wb.map_code() .. "\n"):gmatch("(.-)\n") do wb.out(line, "code_out") end
 end

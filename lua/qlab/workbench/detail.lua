@@ -24,6 +24,7 @@ function M:draw(app, r)
     local p = app.wb.planned(row.name)
     add("plan", row.plan .. (row.own and " (own)" or " (default)") .. (row.na and " n/a" or ""),
         layers.prec_style[row.plan])
+    add("map", app.wb.map_entry(row.name), "dim")
     if row.obs then
       add("observer", row.obs)
       if row.base_op == "conv2d" or row.base_op == "linear" then add("weights", (p.gran or ""):gsub("_", "-")) end

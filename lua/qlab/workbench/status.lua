@@ -20,7 +20,8 @@ function M:draw(app, r)
   end
   local line1 = {
     {" qlab ", "status"},
-    {S.name .. " [" .. S.phase .. "]", "status"},
+    {S.name .. " [" .. S.phase .. ((S.phase == "calibrated" and S.calibrated) and (" " .. S.calibrated) or "") .. "]",
+     "status"},
     {S.dataset, "status_dim"},
     {string.format("%s %s %d thread%s", cpu.isa, g.dot, qlab.threads(), qlab.threads() == 1 and "" or "s"), "status_dim"},
     {string.format("mem %.0f MB", mem.current / 1e6), "status_dim"},
