@@ -248,7 +248,8 @@ function App:draw()
   else
     for _, name in ipairs(self.order) do
       local p = self.panes[name]
-      if p and p.draw and L[name] then p:draw(self, L[name]) end
+      local rect = L[name] or (p and p.rect and p:rect(self, L))   -- a user's pane says where it goes
+      if p and p.draw and rect then p:draw(self, rect) end
     end
     if self.overlay then self.panes[self.overlay]:draw(self, {y = 0, x = 0, h = lines, w = cols}) end
   end
