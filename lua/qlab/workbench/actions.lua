@@ -94,6 +94,7 @@ function wb.open(path, opts)
   path = path or wb.default_model()
   if not exists(path) then fail("cannot open model %s (no such file)", path) end
   local fp = (path:match("%.onnx$") and rawget(qlab, "load_onnx") or qlab.load)(path)
+  local version = S.version or 0   -- only grows: panes redraw when it changes
   for k in pairs(S) do S[k] = nil end
   S.path, S.name = path, basename(path)
   S.fp32 = fp
@@ -117,7 +118,7 @@ function wb.open(path, opts)
             calib = train:loader{batch = S.calib_batch, batches = S.calib_batches}}
   S.dataset = string.format("fmnist test %d", nval)
   S.sqnr, S.sens, S.share, S.range = {}, {}, {}, {}
-  S.version = (S.version or 0) + 1
+  S.version = version + 1
   S.dirty = false
   S.open_code = string.format("wb.open(%q, {val_images = %d, calib_batch = %d})", path, nval, S.calib_batch)
   wb.sync_globals()
