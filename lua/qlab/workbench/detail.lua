@@ -16,7 +16,6 @@ function M:draw(app, r)
   local lines = {}
   local function add(k, v, style) lines[#lines + 1] = {k, tostring(v), style} end
   add("op", row.op)
-  if row.inputs and #row.inputs > 0 then add("inputs", table.concat(row.inputs, ", "), "dim") end
   add("shape", row.shape)
   add("params", string.format("%d", row.params or 0))
   add("MACs", layers.human(row.macs))
@@ -38,6 +37,7 @@ function M:draw(app, r)
   add("SQNR", row.sqnr and (layers.fmt_db(row.sqnr) .. " dB") or "- (n: compare)")
   add("drop", row.drop and string.format("%.2f points", row.drop) or "- (i: sensitivity)")
   add("time", row.share and string.format("%.1f %% of batch-1", 100 * row.share) or "- (t: profile)")
+  if row.inputs and #row.inputs > 0 then add("inputs", table.concat(row.inputs, ", "), "dim") end
   self.top = self.top or 0
   local y = r.y + 1
   for i = 1 + self.top, #lines do
