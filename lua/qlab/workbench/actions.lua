@@ -176,16 +176,16 @@ local function targets(target)
   return out
 end
 
--- the planned setting of a layer: {prec, obs, gran, own = it has an entry}
+-- the planned setting of a layer (nil: the map's default): {prec, obs, gran, own = it has an entry}
 function wb.planned(name)
-  local d, e = S.map.default, S.map.nodes[name]
+  local d, e = S.map.default, name and S.map.nodes[name]
   local p = {prec = d.prec, obs = d.obs, gran = d.gran, own = e ~= nil}
   if e then
     p.prec = e.prec or p.prec
     p.obs = e.obs or p.obs
     p.gran = e.gran or p.gran
   end
-  local n = S.base_by[name]
+  local n = name and S.base_by[name]
   if n and applies[p.prec] and not applies[p.prec][n.op] then p.prec, p.na = "fp32", true end
   return p
 end
@@ -286,7 +286,7 @@ end
 
 -- The static map (node -> QConfig | false), what m:prepare takes.
 function wb.qconfig_map()
-  local map = {default = (qconfig_of(wb.planned("\0default")))}
+  local map = {default = (qconfig_of(wb.planned(nil)))}
   for _, n in ipairs(S.base) do
     if S.map.nodes[n.name] then map[n.name] = (qconfig_of(wb.planned(n.name))) end
   end
@@ -509,7 +509,7 @@ end
 
 function wb.sensitivity(images)
   images = images or 1000
-  local p = wb.planned("\0default")
+  local p = wb.planned(nil)
   if p.prec ~= "int8" and p.prec ~= "w4a8" then p = {prec = "int8", obs = "histogram", gran = "per_channel"} end
   local qc = qconfig_of(p)
   local rank, info = qlab.sensitivity(S.fp32, {data = S.data.test:subset(1, images):loader{batch = 250},

@@ -43,11 +43,7 @@ function M.pretty(v, depth, width)
   width = width or 78
   local seen = {}
   local function go(x, d, indent)
-    if type(x) ~= "table" then
-      local s = scalar(x)
-      if type(x) == "userdata" or (type(x) == "table" and getmetatable(x)) then s = tostring(x) end
-      return s
-    end
+    if type(x) ~= "table" then return scalar(x) end
     local mt = getmetatable(x)
     if mt and mt.__tostring then return tostring(x) end
     if seen[x] then return "<cycle " .. tostring(x) .. ">" end
