@@ -10,12 +10,18 @@
 #include <lualib.h>
 #include <lauxlib.h>
 #include "lua/lqlab.h"
+#include "tui/tui.h"
 #include "qlab/threads.h"
 #include "qlab/version.h"
 
 static const char usage[] =
-    "usage: qlab [options]                      open the workbench\n"
+    "usage: qlab [options] [MODEL]              open the workbench on MODEL (.qlm; default\n"
+    "                                           data/models/resnet18_fmnist.qlm)\n"
     "       qlab [options] --script FILE [ARGS]  run a Lua script headless\n"
+    "\n"
+    "The workbench needs a terminal; its keys are listed by `?` and in\n"
+    "docs/workbench.md. Ctrl-S saves the session as a script that\n"
+    "`qlab --script` replays headless.\n"
     "\n"
     "options:\n"
     "  --script FILE   run FILE (Lua 5.4) with `arg` set like lua(1); `require \"qlab\"`\n"
@@ -33,7 +39,7 @@ static const char usage[] =
     "holding lua/ (default: the folder of the qlab binary).\n";
 
 typedef struct {
-    const char *script, *json, *code;
+    const char *script, *json, *code, *model;
     int script_idx, threads;
     long long seed;
     int argc;
@@ -84,6 +90,8 @@ static void set_paths(lua_State *L) {
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_qlab_core);
     lua_setfield(L, -2, "qlab.core");
+    lua_pushcfunction(L, luaopen_qlab_tui);
+    lua_setfield(L, -2, "qlab.tui");
     lua_pop(L, 2);
     lua_pushstring(L, home);
     lua_setglobal(L, "QLAB_HOME");
@@ -133,15 +141,20 @@ static int pmain(lua_State *L) {
                                                                                     : report(L, docall(L, 0, 0));
     }
     if (!st && o->script) st = run_script(L, o);
-    if (!st && !o->script && !o->code) {
-        /* The workbench; until the TUI lands, a headless demo. */
+    if (!st && !o->script && (!o->code || o->model)) {
+        /* The workbench: require("qlab.workbench").main(model); the terminal
+         * is restored before any error is printed. */
         lua_getglobal(L, "require");
-        lua_pushstring(L, "qlab.demo");
-        st = report(L, docall(L, 1, 1));
-        if (!st) {
-            if (lua_isfunction(L, -1)) st = report(L, docall(L, 0, 0));
-            else lua_pop(L, 1);
+        lua_pushstring(L, "qlab.workbench");
+        st = docall(L, 1, 1);
+        if (st == LUA_OK) {
+            lua_getfield(L, -1, "main");
+            lua_remove(L, -2);
+            if (o->model) lua_pushstring(L, o->model); else lua_pushnil(L);
+            st = docall(L, 1, 0);
         }
+        tui_close();
+        st = report(L, st);
     }
     if (o->json && lq_records_write_json(L, o->json) != 0) {
         fprintf(stderr, "qlab: cannot write %s\n", o->json);
@@ -181,9 +194,17 @@ int main(int argc, char **argv) {
             i++;
             continue;
         }
-        return bad_usage("unknown option ", a);
+        if (a[0] != '-' && !o.model) { o.model = a; continue; }
+        return bad_usage(a[0] == '-' ? "unknown option " : "unexpected argument ", a);
     }
     if (o.script && access(o.script, R_OK) != 0) return bad_usage("cannot read script ", o.script);
+    if (!o.script && o.model && access(o.model, R_OK) != 0) return bad_usage("cannot read model ", o.model);
+    if (!o.script && (!o.code || o.model) && (!isatty(0) || !isatty(1))) {
+        fprintf(stderr, "qlab: the workbench needs a terminal (stdin and stdout are not both a tty).\n"
+                        "Run headless instead:  qlab --script FILE.lua   (lab solutions in lua/labs/;\n"
+                        "a session saved with Ctrl-S in the workbench replays the same way)\n");
+        return 2;
+    }
     ql_threads_set(o.threads);
     ql_seed((uint64_t)o.seed);
     lua_State *L = luaL_newstate();

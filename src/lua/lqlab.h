@@ -47,8 +47,9 @@ ql_graph   *lq_check_model(lua_State *L, int idx);
 ql_loader  *lq_check_loader(lua_State *L, int idx);
 
 /* Progress callback drawing on stderr (terminal only); cancellation by
- * Ctrl-C is handled by the interpreter's hook. */
-extern const ql_progress lq_progress;
+ * Ctrl-C is handled by the interpreter's hook. The workbench (src/tui)
+ * swaps in its own callback while it owns the terminal. */
+extern ql_progress lq_progress;
 
 void lq_open_tensor(lua_State *L);
 void lq_open_model(lua_State *L);

@@ -3,7 +3,8 @@
 #include <string.h>
 #include "lqlab.h"
 
-const ql_progress lq_progress = {ql_progress_stderr, NULL};
+/* Not const: the workbench (src/tui) points it at its gauge while it owns the screen. */
+ql_progress lq_progress = {ql_progress_stderr, NULL};
 
 /* msg prefixed with the running C function's name as the caller wrote it
  * ("load: x.qlm: cannot open") unless it already starts so. */

@@ -1,0 +1,58 @@
+-- The footer: one line of key hints for the focused pane, or what is
+-- happening (a running job and its gauge, the filter being typed, the `*`
+-- prefix, a message).
+local M = {}
+
+local HINTS = {
+  table = {{"?", "help"}, {"1-6", "prec"}, {"o", "obs"}, {"w", "gran"}, {"p", "prepare"}, {"c", "calib"},
+           {"v", "convert"}, {"e", "eval"}, {"x", "all"}, {"/", "filter"}, {"s", "sort"}, {":", "lua"}, {"q", "quit"}},
+  detail = {{"tab", "next pane"}, {"?", "help"}, {"q", "quit"}},
+  console = {{"enter", "run"}, {"tab", "complete"}, {"up/dn", "history"}, {"pgup", "log"}, {"esc", "back"}},
+}
+
+local function gauge(app, w)
+  local j = app.job
+  local g = app.g
+  local s = string.format("running %s (%.1f s)", j.code, require("qlab").clock() - j.t0)
+  if j.total and j.total > 0 then
+    local bw = math.max(10, math.min(30, w - #s - 24))
+    local fill = math.floor(bw * j.done / j.total + 0.5)
+    s = string.format("%s  %s [%s%s] %d/%d", s, j.label or "", g.bar:rep(fill), g.empty:rep(bw - fill), j.done, j.total)
+  else
+    s = s .. " ..."
+  end
+  return s
+end
+
+function M:draw(app, r)
+  local tui = app.tui
+  tui.text(r.y, r.x, "", "footer", r.w, true)
+  if app.job then tui.text(r.y, r.x, gauge(app, r.w), "gauge", r.w, true) return end
+  if app.filter_edit then
+    local s = "filter (Lua pattern or text; Enter keeps, Esc clears): /" .. app.filter_edit.text
+    tui.text(r.y, r.x, s, "input", r.w)
+    app.cursor = {r.y, math.min(r.x + r.w - 1, r.x + tui.width(s))}
+    return
+  end
+  if app.msg then tui.text(r.y, r.x, app.msg, "warn", r.w) return end
+  if app.prefix == "*" then
+    local n = 0
+    for _, row in ipairs(app.view) do if row.base then n = n + 1 end end
+    tui.text(r.y, r.x, string.format("* apply to the %d layers shown: 0-6 precision, o observer, w granularity, any other key cancels", n),
+             "warn", r.w)
+    return
+  end
+  local x = r.x
+  local hints = HINTS[app.focus] or HINTS.table
+  for _, h in ipairs(hints) do
+    local kw, tw = tui.width(h[1]), tui.width(h[2])
+    if x + kw + tw + 2 > r.x + r.w then break end
+    tui.text(r.y, x, h[1], "key")
+    tui.text(r.y, x + kw + 1, h[2], "footer")
+    x = x + kw + tw + 3
+  end
+  local right = string.format("calib %d", app.S.calib_batches)
+  if x + #right + 1 <= r.x + r.w then tui.text(r.y, r.x + r.w - #right - 1, right, "dim") end
+end
+
+return M
