@@ -18,4 +18,10 @@ int64_t ql_mem_peak(void);
 void    ql_mem_reset_peak(void);    /* peak := current */
 int64_t ql_mem_rss_peak(void);      /* process peak RSS in bytes (getrusage) */
 
+/* A cap on what the calling thread may allocate from now on, in bytes (-1:
+ * none); returns the previous cap. Readers set one from the size of the
+ * file, so a few bytes that claim a huge tensor are an error ("the file
+ * asks for more memory than it could hold"), not a huge allocation. */
+int64_t ql_mem_set_budget(int64_t bytes);
+
 #endif

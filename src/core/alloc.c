@@ -9,6 +9,13 @@
 #include "qlab/error.h"
 
 static _Atomic int64_t cur_bytes, peak_bytes;
+static _Thread_local int64_t budget = -1;   /* bytes this thread may still allocate; -1: no cap */
+
+int64_t ql_mem_set_budget(int64_t bytes) {
+    int64_t old = budget;
+    budget = bytes < 0 ? -1 : bytes;
+    return old;
+}
 
 /* Keep freed blocks in the heap instead of handing them back to the kernel:
  * training frees and reallocates the same large buffers every step, and
@@ -26,6 +33,13 @@ static void account(int64_t d) {
 
 void *ql_malloc(size_t n) {
     void *p = NULL;
+    if (budget >= 0) {
+        if ((int64_t)n > budget) {
+            ql_error(QL_ENOMEM, "the file asks for more memory (%zu bytes at once) than it could hold", n);
+            return NULL;
+        }
+        budget -= (int64_t)n;
+    }
     if (n > ((size_t)1 << 46) || posix_memalign(&p, QL_ALIGN, n + QL_ALIGN) != 0) {
         ql_error(QL_ENOMEM, "out of memory allocating %zu bytes", n);
         return NULL;

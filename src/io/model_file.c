@@ -70,7 +70,11 @@ ql_status ql_model_load(const char *path, ql_graph **out) {
     const char *json = ql_st_meta(f, GRAPH_KEY);
     ql_status st = json ? QL_OK : ql_error(QL_EFORMAT, "not a qlab model: no %s metadata; use load_state_dict "
                                            "for a bare safetensors file", GRAPH_KEY);
+    /* every parameter is in the file, so the graph needs about its size (f32
+     * zero-filled before the copy), plus room for names and runtime state */
+    int64_t cap = ql_mem_set_budget(2 * (int64_t)f->data_size + ((int64_t)64 << 20));
     if (st == QL_OK) st = ql_graph_from_json(json, &g);
+    ql_mem_set_budget(cap);
     if (st == QL_OK) st = load_params(g, f);
     ql_st_free(f);
     if (st != QL_OK) {

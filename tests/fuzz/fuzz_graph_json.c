@@ -13,7 +13,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(s, data, size);
     s[size] = 0;
     ql_graph *g = NULL;
-    if (ql_graph_from_json(s, &g) == QL_OK) {
+    /* the caller's policy, as ql_model_load sets one from the file size: a
+     * graph may claim as many parameters as it likes, not get the memory */
+    ql_mem_set_budget((int64_t)256 << 20);
+    ql_status st = ql_graph_from_json(s, &g);
+    ql_mem_set_budget(-1);
+    if (st == QL_OK) {
         char *j = ql_graph_to_json(g);
         ql_graph *h = NULL;
         if (j && ql_graph_from_json(j, &h) == QL_OK) ql_graph_free(h);
