@@ -56,6 +56,16 @@ int       ql_observer_channels(const ql_observer *o);
 ql_status ql_observer_minmax(const ql_observer *o, int ch, float *lo, float *hi);
 /* The chosen range (after search / clipping) of a channel. */
 ql_status ql_observer_range(const ql_observer *o, int ch, float *lo, float *hi);
+/* Calibrate once, compare every range method: a copy of o (per tensor) that
+ * chooses its range by `kind` from the statistics o collected. Every
+ * per-tensor observer keeps the same histogram and min / max, so no data is
+ * observed again (minmax / moving_average take o's running min / max, which a
+ * moving-average o has averaged). pct > 0 sets the percentile's. */
+ql_observer *ql_observer_as(const ql_observer *o, ql_observer_kind kind, float pct);
+/* What the range [lo, hi] would cost on o's histogram with o's code range:
+ * mean squared error per value and the values' mean square (SQNR =
+ * 10 log10(power / mse)). */
+ql_status ql_observer_range_error(const ql_observer *o, float lo, float hi, double *mse, double *power);
 /* scale[ch], zero_point[ch] for every channel; arrays of ql_observer_channels(). */
 ql_status ql_observer_qparams(const ql_observer *o, float *scale, int32_t *zero_point);
 /* Quantization code range from the options: e.g. u8 8-bit [0,255], reduce_range [0,127], s8 4-bit [-8,7]. */

@@ -95,6 +95,32 @@ end
 
 function M.is_qconfig(x) return getmetatable(x) == QConfig end
 
+-- o:compare_ranges([{percentiles = {99.9, 99.99}}]): calibrate once, compare every range method.
+-- For the statistics o collected (a per-tensor observer), the range each method would choose and
+-- what it costs on the same histogram: {{method, lo, hi, mse, sqnr_db, chosen}, ...}, in the
+-- order minmax, percentile(s), entropy, mse, histogram; `chosen` marks o's own method.
+local Observer = debug.getregistry()["qlab.Observer"].__index
+function Observer:compare_ranges(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("compare_ranges: give {percentiles = {...}}", 2) end
+  local own = self:options()
+  local methods = {{"minmax", "minmax"}}
+  for _, p in ipairs(opts.percentiles or {99.9, 99.99}) do
+    methods[#methods + 1] = {string.format("percentile %g", p), "percentile", p}
+  end
+  for _, k in ipairs{"entropy", "mse", "histogram"} do methods[#methods + 1] = {k, k} end
+  local out = {}
+  for _, m in ipairs(methods) do
+    local o = self:as(m[2], m[3] and {percentile = m[3]} or nil)
+    local lo, hi = o:range()
+    o:free()
+    local mse, sqnr = self:range_error(lo, hi)
+    out[#out + 1] = {method = m[1], kind = m[2], lo = lo, hi = hi, mse = mse, sqnr_db = sqnr,
+                     chosen = m[2] == own.kind and (m[3] == nil or m[3] == own.percentile)}
+  end
+  return out
+end
+
 local op_names = {conv2d = 1, linear = 1, add = 1, maxpool2d = 1, global_avgpool = 1, relu = 1, relu6 = 1,
                   flatten = 1, batchnorm2d = 1, avgpool2d = 1, lstm = 1, seq_last = 1, conv_bn = 1}
 

@@ -1,6 +1,7 @@
 /* Observer userdata: qlab.observer.<kind>{...} works alone on any tensor and
  * serves as the template of a qconfig. o:observe(t), o:range(),
  * o:qparams(), o:histogram(), o:minmax(), o:count(), o:reset(), o:freeze(). */
+#include <math.h>
 #include <string.h>
 #include "lqlab.h"
 #include "qlab/observer.h"
@@ -122,6 +123,33 @@ static int l_clone(lua_State *L) {
     return 1;
 }
 
+/* o:as(kind [, {percentile = p}]) -> an observer choosing its range by kind from o's statistics */
+static int l_as(lua_State *L) {
+    static const char *const keys[] = {"percentile", NULL};
+    ql_observer *o = lq_check_observer(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    lq_check_keys(L, 3, "as", keys);
+    ql_observer_kind kind;
+    if (ql_observer_kind_from_name(k, &kind) != 0)
+        return lq_error(L, "unknown observer kind '%s' (minmax, moving_average, histogram, percentile, entropy, mse)", k);
+    ql_observer *c = ql_observer_as(o, kind, (float)lq_opt_num(L, 3, "percentile", 0));
+    if (!c) return lq_fail(L, QL_EINVAL);
+    lq_push_observer(L, c);
+    return 1;
+}
+
+/* o:range_error(lo, hi) -> mse, sqnr_db of that range on o's histogram */
+static int l_range_error(lua_State *L) {
+    ql_observer *o = lq_check_observer(L, 1);
+    float lo = (float)luaL_checknumber(L, 2), hi = (float)luaL_checknumber(L, 3);
+    if (!(lo <= hi)) return lq_error(L, "need lo <= hi, got [%f, %f]", (double)lo, (double)hi);
+    double mse, power;
+    LQ_TRY(L, ql_observer_range_error(o, lo, hi, &mse, &power));
+    lua_pushnumber(L, mse);
+    lua_pushnumber(L, mse > 0 ? 10.0 * log10(power / mse) : HUGE_VAL);
+    return 2;
+}
+
 /* the options as a table (kind, dtype, bits, symmetric, per_channel, ...) */
 static int l_options(lua_State *L) {
     const ql_observer_opts *o = ql_observer_options(lq_check_observer(L, 1));
@@ -160,7 +188,8 @@ void lq_open_observer(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_gc}, {"__tostring", l_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"observe", l_observe}, {"range", l_range}, {"minmax", l_minmax},
                                        {"qparams", l_qparams}, {"histogram", l_histogram}, {"count", l_count},
-                                       {"reset", l_reset}, {"freeze", l_freeze}, {"clone", l_clone},
+                                       {"reset", l_reset}, {"freeze", l_freeze}, {"clone", l_clone}, {"as", l_as},
+                                       {"range_error", l_range_error},
                                        {"options", l_options}, {"free", l_gc}, {NULL, NULL}};
     luaL_newmetatable(L, QL_MT_OBSERVER);
     luaL_setfuncs(L, meta, 0);

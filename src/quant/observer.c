@@ -441,6 +441,36 @@ ql_status ql_observer_qparams(const ql_observer *o, float *scale, int32_t *zero_
     return QL_OK;
 }
 
+ql_observer *ql_observer_as(const ql_observer *o, ql_observer_kind kind, float pct) {
+    if (!o || (unsigned)kind >= QL_OBS_COUNT) { ql_error(QL_EINVAL, "observer: bad kind"); return NULL; }
+    if (o->opts.per_channel) {
+        ql_error(QL_EUNSUPPORTED, "observer %s: a per-channel observer keeps no shared histogram to re-derive "
+                 "ranges from", kind_names[o->opts.kind]);
+        return NULL;
+    }
+    if (need_data(o) != QL_OK) return NULL;
+    ql_observer_opts opts = o->opts;
+    opts.kind = kind;
+    if (pct > 0) opts.percentile = pct;
+    if (check_opts(&opts) != QL_OK) return NULL;
+    ql_observer *c = ql_observer_clone(o);
+    if (!c) return NULL;
+    c->opts = opts;
+    c->cache_valid = 0;
+    return c;
+}
+
+ql_status ql_observer_range_error(const ql_observer *o, float lo, float hi, double *mse, double *power) {
+    QL_TRY(need_data(o));
+    if (o->opts.per_channel || !o->hist.init)
+        return ql_error(QL_EUNSUPPORTED, "observer %s: no per-tensor histogram to measure on", kind_names[o->opts.kind]);
+    float s;
+    int32_t zp, qmin, qmax;
+    ql_observer_qrange(&o->opts, &qmin, &qmax);
+    ql_qparams_from_range(lo, hi, qmin, qmax, o->opts.symmetric, o->opts.dtype, &s, &zp);
+    return ql_calib_hist_error(o->hist.counts, o->hist.bins, o->hist.lo, o->hist.hi, s, zp, qmin, qmax, mse, power);
+}
+
 ql_status ql_observer_histogram(const ql_observer *o, const float **counts, int *bins, float *lo, float *hi) {
     if (!o->hist.init) {
         *counts = NULL; *bins = 0; *lo = 0; *hi = 0;

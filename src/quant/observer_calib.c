@@ -304,6 +304,26 @@ static int64_t hist_intervals(const float *counts, int nb, float lo, float hi, f
     return m;
 }
 
+ql_status ql_calib_hist_error(const float *counts, int bins, float lo, float hi, float scale, int32_t zp,
+                              int32_t qmin, int32_t qmax, double *mse, double *power) {
+    *mse = *power = 0;
+    float *buf = ql_malloc((size_t)bins * 3 * sizeof(float));
+    if (!buf) return ql_error(QL_ENOMEM, "observer: no memory");
+    int64_t m = hist_intervals(counts, bins, lo, hi, buf, buf + bins, buf + 2 * bins);
+    double n = 0, p = 0;
+    for (int64_t i = 0; i < m; i++) {   /* mean of x^2 over [a, b] is (a^2 + ab + b^2) / 3 */
+        double a = buf[i], b = buf[bins + i], w = buf[2 * bins + i];
+        n += w;
+        p += w * (a * a + a * b + b * b) / 3;
+    }
+    if (n > 0) {
+        *mse = ql_calib_sq_error(buf, buf + bins, buf + 2 * bins, m, scale, zp, qmin, qmax) / n;
+        *power = p / n;
+    }
+    ql_free(buf);
+    return QL_OK;
+}
+
 ql_status ql_calib_mse_hist(const float *counts, int bins, float lo, float hi, int32_t qmin, int32_t qmax,
                             int symmetric, ql_dtype dtype, float *rlo, float *rhi) {
     *rlo = lo; *rhi = hi;

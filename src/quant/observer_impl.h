@@ -52,6 +52,11 @@ void ql_calib_mse(const float *a, const float *b, const float *w, int64_t n, flo
 /* Expected squared error of quantizing that data with (scale, zp) in [qmin, qmax]. */
 double ql_calib_sq_error(const float *a, const float *b, const float *w, int64_t n,
                          float scale, int32_t zp, int32_t qmin, int32_t qmax);
+/* Of a histogram (counts over [lo, hi]), quantized with (scale, zp) in
+ * [qmin, qmax]: the mean squared error per value and the mean square of the
+ * values (bins uniform inside). */
+ql_status ql_calib_hist_error(const float *counts, int bins, float lo, float hi, float scale, int32_t zp,
+                              int32_t qmin, int32_t qmax, double *mse, double *power);
 /* MSE range of one histogram (counts over [lo, hi]). */
 ql_status ql_calib_mse_hist(const float *counts, int bins, float lo, float hi, int32_t qmin, int32_t qmax,
                             int symmetric, ql_dtype dtype, float *rlo, float *rhi);
