@@ -5,6 +5,7 @@
 #include <string.h>
 #include "lqlab.h"
 #include "qlab/observer.h"
+#include "qlab/weight_stats.h"
 
 static const char *const obs_keys[] = {"dtype", "bits", "symmetric", "per_channel", "ch_axis", "reduce_range",
                                        "bins", "averaging_constant", "percentile", NULL};
@@ -150,6 +151,30 @@ static int l_range_error(lua_State *L) {
     return 2;
 }
 
+/* qlab.weight_stats(w [, {bits = 8}]) -> {channels, min = {...}, max = {...}, sqnr_per_channel_db,
+ * sqnr_per_tensor_db, mse_per_channel, mse_per_tensor}: what each granularity costs on these weights */
+static int l_weight_stats(lua_State *L) {
+    static const char *const keys[] = {"bits", NULL};
+    ql_tensor *w = lq_check_tensor(L, 1);
+    lq_check_keys(L, 2, "weight_stats", keys);
+    ql_weight_stats s;
+    LQ_TRY(L, ql_weight_stats_compute(w, (int)lq_opt_int(L, 2, "bits", 8), &s));
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, s.channels); lua_setfield(L, -2, "channels");
+    lua_createtable(L, s.channels, 0);
+    for (int c = 0; c < s.channels; c++) { lua_pushnumber(L, s.min[c]); lua_rawseti(L, -2, c + 1); }
+    lua_setfield(L, -2, "min");
+    lua_createtable(L, s.channels, 0);
+    for (int c = 0; c < s.channels; c++) { lua_pushnumber(L, s.max[c]); lua_rawseti(L, -2, c + 1); }
+    lua_setfield(L, -2, "max");
+    lua_pushnumber(L, s.sqnr_per_channel_db); lua_setfield(L, -2, "sqnr_per_channel_db");
+    lua_pushnumber(L, s.sqnr_per_tensor_db); lua_setfield(L, -2, "sqnr_per_tensor_db");
+    lua_pushnumber(L, s.mse_per_channel); lua_setfield(L, -2, "mse_per_channel");
+    lua_pushnumber(L, s.mse_per_tensor); lua_setfield(L, -2, "mse_per_tensor");
+    ql_weight_stats_free(&s);
+    return 1;
+}
+
 /* the options as a table (kind, dtype, bits, symmetric, per_channel, ...) */
 static int l_options(lua_State *L) {
     const ql_observer_opts *o = ql_observer_options(lq_check_observer(L, 1));
@@ -203,4 +228,6 @@ void lq_open_observer(lua_State *L) {
         lua_setfield(L, -2, ql_observer_kind_name((ql_observer_kind)k));
     }
     lua_setfield(L, -2, "observer");
+    lua_pushcfunction(L, l_weight_stats);   /* into the qlab.core table on top */
+    lua_setfield(L, -2, "weight_stats");
 }

@@ -83,4 +83,35 @@ H.test("errors: per-channel observers, no data, unknown kinds", function()
   H.raises(function() fed("histogram"):range_error(2, 1) end, "lo <= hi")
 end)
 
+H.test("weight_stats: per-channel min / max and both granularities' SQNR, against a Lua computation", function()
+  local m = qlab.load("data/models/small_cnn_fmnist.qlm")
+  local w = m:param("conv2.weight")
+  local s = qlab.weight_stats(w)
+  local shape, v = w:shape(), w:table()
+  local oc, per = shape[1], #v // shape[1]
+  assert(s.channels == oc)
+  local function err(lo, hi, step)   -- symmetric rounding of v[lo..hi] to step, codes -128..127
+    local e = 0
+    for i = lo, hi do
+      local q = math.max(-128, math.min(127, math.floor(v[i] / step + 0.5)))
+      e = e + (v[i] - q * step) ^ 2
+    end
+    return e
+  end
+  local amax, power, ec = 0, 0, 0
+  for c = 1, oc do
+    local mn, mx = math.huge, -math.huge
+    for i = (c - 1) * per + 1, c * per do mn, mx, power = math.min(mn, v[i]), math.max(mx, v[i]), power + v[i] ^ 2 end
+    H.near(s.min[c], mn, 1e-6, "min"); H.near(s.max[c], mx, 1e-6, "max")
+    amax = math.max(amax, -mn, mx)
+    ec = ec + err((c - 1) * per + 1, c * per, math.max(-mn, mx) / 127)
+  end
+  local et = err(1, #v, amax / 127)
+  H.near(s.sqnr_per_channel_db, 10 * math.log(power / ec, 10), 0.01, "per-channel sqnr")
+  H.near(s.sqnr_per_tensor_db, 10 * math.log(power / et, 10), 0.01, "per-tensor sqnr")
+  assert(s.sqnr_per_channel_db >= s.sqnr_per_tensor_db)
+  assert(qlab.weight_stats(w, {bits = 4}).sqnr_per_channel_db < s.sqnr_per_channel_db - 15, "4 bits cost ~24 dB")
+  H.raises(function() qlab.weight_stats(w, {bits = 1}) end, "bits")
+end)
+
 H.done()
