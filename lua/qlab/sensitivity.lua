@@ -4,7 +4,7 @@
 --   qlab.sensitivity(model, {data =, calib =, qconfig =, metric = "top1"|"sqnr",
 --                            mode = "single"|"all_but_one", batches =, calib_batches =,
 --                            ops = {"conv2d", "linear"}, nodes = {names}, shard = "i/n",
---                            recalibrate = false, time = true, quiet = false})
+--                            recalibrate = false, time = true, quiet = false, on_node = fn})
 --       -> rank, info. rank: most harmful first, entries {rank, name, op, params,
 --          sqnr_db (logits vs FP32), kl (mean KL of the softmax vs FP32), time / time_fp32
 --          (ms of the node at batch 1 in the fully quantized / FP32 model), and with
@@ -12,12 +12,14 @@
 --          quantized but that node) adds gain_db (and gain, top-1 points) over the fully
 --          quantized model and ranks by it. metric "sqnr" uses `batches` (default 4)
 --          batches of data and no top-1. info: {metric, mode, n images, top1_fp32,
---          quantized = {top1, sqnr_db, kl}, seconds, nodes}.
+--          quantized = {top1, sqnr_db, kl}, seconds, nodes}. on_node(entry, i, n) sees each entry
+--          as it is measured (live views); returning false stops the run (info.cancelled).
 --   qlab.mixed_precision(model, {data =, calib =, qconfig =, budget = 0.3, k = 3,
 --                                levels = {"w4a8", "int8", "f16", "fp32"}, batches =,
---                                calib_batches =, latency_runs = 20, max_steps =})
+--                                calib_batches =, latency_runs = 20, max_steps =, on_step = fn})
 --       -> {model =, map =, precision = {node = level}, steps = {{step, node, from, to,
 --          top1, drop, size_bytes, latency_ms, sqnr_db}}, start =, final =, fp32 =, levels =}
+--       on_step(step) sees each step as it is taken; returning false stops (res.cancelled).
 --       Greedy: from every conv / linear at the qconfig's level, raise one node one
 --       level per step: the k raises with the largest expected benefit (each node's
 --       single-node SQNR at its current and next level) are evaluated on data and the
@@ -234,7 +236,7 @@ end
 -- sensitivity
 
 local sens_keys = {"data", "calib", "qconfig", "metric", "mode", "batches", "calib_batches", "ops",
-                   "recalibrate", "quiet", "time", "nodes", "shard", "images"}
+                   "recalibrate", "quiet", "time", "nodes", "shard", "images", "on_node"}
 
 function M.sensitivity(model, opts)
   check.model(model, "sensitivity")
@@ -301,6 +303,8 @@ function M.sensitivity(model, opts)
     rank[#rank + 1] = e
     line(string.format("sensitivity %s/%s [%d/%d] %-28s sqnr %7s dB%s", metric, mode, i, #nodes, n.name,
                        fmt_db(r.sqnr_db), e.drop and string.format("  drop %.2f", e.drop) or ""))
+    -- live views (the workbench's ranking): each entry as it is measured; false stops the run
+    if opts.on_node and opts.on_node(e, i, #nodes) == false then info.cancelled = true; break end
   end
   done()
 
@@ -368,7 +372,7 @@ function M.qconfig_name(qc)
 end
 
 local mp_keys = {"data", "calib", "qconfig", "budget", "levels", "k", "batches", "calib_batches", "ops",
-                 "latency_runs", "max_steps", "quiet", "recalibrate", "sqnr_images", "rank"}
+                 "latency_runs", "max_steps", "quiet", "recalibrate", "sqnr_images", "rank", "on_step"}
 
 function M.mixed_precision(model, opts)
   check.model(model, "mixed_precision")
@@ -549,6 +553,7 @@ function M.mixed_precision(model, opts)
                        best.c.name, levels[best.c.from].name, levels[best.c.to].name, best_pt.top1, best_pt.drop,
                        best_pt.size_bytes / 1e6, best_pt.latency_ms))
     done()
+    if opts.on_step and opts.on_step(res.steps[#res.steps]) == false then res.cancelled = true; break end
   end
 
   res.model = cur

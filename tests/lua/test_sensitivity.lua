@@ -152,4 +152,24 @@ qlab.record("sensitivity", r)]])
   assert(j:find('"sensitivity"') and j:find('"name":%s*"fc2"') and j:find('"sqnr_db"'), j)
 end)
 
+H.test("live views: on_node sees every entry as it is measured, on_step every greedy step; false stops", function()
+  local m = fragile()
+  local seen = {}
+  local rank = qlab.sensitivity(m, {data = val, calib = calib, metric = "sqnr", quiet = true, time = false,
+                                    on_node = function(e, i, n) seen[#seen + 1] = {e.name, i, n} end})
+  assert(#seen == #rank and seen[1][2] == 1 and seen[#seen][2] == seen[1][3], "one call per node, counted")
+  local names = {}
+  for _, r in ipairs(rank) do names[r.name] = true end
+  for _, s in ipairs(seen) do assert(names[s[1]], s[1]) end
+  local partial, info = qlab.sensitivity(m, {data = val, calib = calib, metric = "sqnr", quiet = true, time = false,
+                                             on_node = function(_, i) if i >= 2 then return false end end})
+  assert(info.cancelled and #partial == 2, "stopped after the second node: " .. #partial)
+  local steps = {}
+  local mp = qlab.mixed_precision(m, {data = val, calib = calib, qconfig = qlab.qconfig.per_tensor(), budget = 0,
+                                      quiet = true, latency_runs = 2, max_steps = 3,
+                                      on_step = function(s) steps[#steps + 1] = s; return #steps < 2 end})
+  assert(#steps == 2 and #mp.steps == 2 and mp.cancelled and steps[2].step == 2, "two steps, then stopped")
+  mp.model:free()
+end)
+
 H.done()
