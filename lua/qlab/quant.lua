@@ -101,6 +101,7 @@ function M.is_qconfig(x) return getmetatable(x) == QConfig end
 -- order minmax, percentile(s), entropy, mse, histogram; `chosen` marks o's own method.
 local Observer = debug.getregistry()["qlab.Observer"].__index
 function Observer:compare_ranges(opts)
+  require("qlab.check").object(self, "Observer", "compare_ranges", 1)
   opts = opts or {}
   if type(opts) ~= "table" then error("compare_ranges: give {percentiles = {...}}", 2) end
   local own = self:options()
