@@ -112,7 +112,8 @@ function Observer:compare_ranges(opts)
   for _, k in ipairs{"entropy", "mse", "histogram"} do methods[#methods + 1] = {k, k} end
   local out = {}
   for _, m in ipairs(methods) do
-    local o = self:as(m[2], m[3] and {percentile = m[3]} or nil)
+    local ok, o = pcall(self.as, self, m[2], m[3] and {percentile = m[3]} or nil)
+    if not ok then error("compare_ranges: " .. tostring(o):gsub("^[^:]*:%d+: ", ""), 2) end
     local lo, hi = o:range()
     o:free()
     local mse, sqnr = self:range_error(lo, hi)
