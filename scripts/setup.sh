@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it names the packages and stops.
 set -e
 PKGS="gcc make pkg-config libopenblas-openmp-dev liblua5.4-dev libncurses-dev \
-libcjson-dev zlib1g-dev dataset-fashion-mnist tmux"
+libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libprotobuf-c-dev protobuf-c-compiler \
+libonnx-dev libonnx-testdata"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

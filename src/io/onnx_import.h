@@ -1,0 +1,70 @@
+/* The ONNX importer's state, shared by onnx_import.c (values, graph, driver),
+ * onnx_import_ops.c (FP32 ops) and onnx_import_q.c (QDQ and QOperator). */
+#ifndef QLAB_ONNX_IMPORT_H
+#define QLAB_ONNX_IMPORT_H
+#include "io/onnx_internal.h"
+
+/* How an ONNX value lies in the qlab node that holds it. */
+typedef enum {
+    V_PLAIN = 0,   /* ONNX (N, d...) = qlab (N, d...) */
+    V_NCHW,        /* ONNX (N,C,H,W), qlab (N,H,W,C) */
+    V_C11,         /* ONNX (N,C,1,1), qlab (N,C): a global average pool's output */
+    V_TNF,         /* ONNX (T,N,F), qlab (N,T,F): a batch-first sequence seen time-major */
+    V_LSTMY,       /* ONNX LSTM Y (T,1,N,H), qlab (N,T,H) */
+    V_H1N,         /* ONNX LSTM Y_h (1,N,H): the last step of a qlab lstm node */
+} onnx_vkind;
+
+typedef struct {
+    const char *name;      /* borrowed from the model */
+    int node;              /* qlab node holding the value; -1 for a constant */
+    onnx_vkind kind;
+    ql_tensor *cst;        /* a constant (ONNX layout, owned); f32 for a dequantized one */
+    int dq;                /* DequantizeLinear of the u8 node `node`: f32 made on demand */
+    int fnode;             /* dq: the dequantize node once made, else -1 */
+    int bias_free;         /* a linear made from MatMul, bias still zero: a following Add may fill it */
+    /* DequantizeLinear of a constant: the integer tensor and its qparams (owned) */
+    ql_tensor *q, *qscale, *qzero;
+    int qaxis;
+} onnx_val;
+
+typedef struct {
+    const Onnx__GraphProto *gp;
+    int64_t opset;
+    ql_graph *g;
+    onnx_val *v;
+    int nv, cap;
+    const Onnx__NodeProto *cur;   /* the node being imported */
+    int *uses;                    /* [nv]: how many node inputs read the value */
+    unsigned char *done;          /* [gp->n_node]: imported (or folded into an earlier node) */
+} onnx_imp;
+
+onnx_val *imp_find(onnx_imp *c, const char *name);
+/* The value of input k of the current node; error when absent or unknown. */
+ql_status imp_in(onnx_imp *c, int k, onnx_val **out);
+/* Input k as a constant, or NULL (absent, empty name, not constant). */
+const ql_tensor *imp_const(onnx_imp *c, int k);
+int imp_has_in(const onnx_imp *c, int k);
+/* Defines output k of the current node (NULL with the error set: a value
+ * defined twice). imp_out_const takes ownership of t (freed on error). */
+onnx_val *imp_out(onnx_imp *c, int k, int node, onnx_vkind kind);
+onnx_val *imp_out_const(onnx_imp *c, int k, ql_tensor *t);
+/* Adds a qlab node named after base (made unique); -1 with the error naming the ONNX node. */
+int imp_add(onnx_imp *c, const char *base, ql_op_type op, const int *in, int nin, const ql_attrs *a);
+/* The qlab node holding v as f32 (a dequantize is made for a dq value); -1 on error. */
+int imp_f32(onnx_imp *c, onnx_val *v);
+/* Base name of a node: its weight's name without ".weight", else the ONNX node name, else "op_index". */
+const char *imp_base(onnx_imp *c, const char *weight, char *buf, size_t len);
+ql_status imp_unsupported(onnx_imp *c, const char *why);
+/* The single consumer of value name (index into gp->node), -1 if none or several or a graph output. */
+int imp_sole_consumer(onnx_imp *c, const char *name);
+
+static inline int64_t imp_numel(const ql_node *n) { return ql_shape_numel(n->out_ndim, n->out_shape); }
+
+typedef ql_status (*imp_fn)(onnx_imp *c);
+/* Handlers: FP32 (onnx_import_ops.c), then quantized (onnx_import_q.c). NULL when unknown. */
+imp_fn imp_fp32_handler(const char *op, const char *domain);
+imp_fn imp_q_handler(const char *op, const char *domain);
+/* Q patterns tried before the FP32 handler: returns 1 when it imported the node (status in *st). */
+int imp_try_fused(onnx_imp *c, ql_status *st);
+
+#endif
