@@ -273,7 +273,7 @@ static ql_status import_nodes(onnx_imp *c) {
         c->cur = gp->node[j];
         c->done[j] = 1;
         const char *op = c->cur->op_type ? c->cur->op_type : "", *dom = c->cur->domain ? c->cur->domain : "";
-        if (imp_try_fused(c, &st)) continue;
+        if (imp_try_fold(c, &st) || imp_try_fused(c, &st)) continue;
         imp_fn f = imp_fp32_handler(op, dom);
         if (!f) f = imp_q_handler(op, dom);
         st = f ? f(c) : imp_unsupported(c, "this op is not supported by qlab (docs/onnx.md lists the ops)");

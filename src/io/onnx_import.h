@@ -64,6 +64,8 @@ typedef ql_status (*imp_fn)(onnx_imp *c);
 /* Handlers: FP32 (onnx_import_ops.c), then quantized (onnx_import_q.c). NULL when unknown. */
 imp_fn imp_fp32_handler(const char *op, const char *domain);
 imp_fn imp_q_handler(const char *op, const char *domain);
+/* Constant folding of shape arithmetic (onnx_import_fold.c): 1 when it took the node. */
+int imp_try_fold(onnx_imp *c, ql_status *st);
 /* Q patterns tried before the FP32 handler: returns 1 when it imported the node (status in *st). */
 int imp_try_fused(onnx_imp *c, ql_status *st);
 

@@ -86,11 +86,11 @@ ql_status onnx_tensor_decode(const Onnx__TensorProto *tp, ql_tensor **out) {
         return ql_error(QL_EUNSUPPORTED, "tensor '%s': external data is not supported (save the model with "
                         "its weights inside the .onnx file)", tname(tp));
     if (tp->segment) return ql_error(QL_EUNSUPPORTED, "tensor '%s': segmented tensors are not supported", tname(tp));
-    if (tp->n_dims >= QL_MAX_DIMS)
+    if (tp->n_dims > QL_MAX_DIMS)
         return ql_error(QL_EUNSUPPORTED, "tensor '%s' has %zu dimensions (qlab handles up to %d)", tname(tp),
-                        tp->n_dims, QL_MAX_DIMS - 1);
+                        tp->n_dims, QL_MAX_DIMS);
     int64_t shape[QL_MAX_DIMS] = {1}, numel = 1;
-    int ndim = tp->n_dims ? (int)tp->n_dims : 1;
+    int ndim = (int)tp->n_dims;
     for (size_t i = 0; i < tp->n_dims; i++) {
         if (tp->dims[i] < 0 || tp->dims[i] > (1 << 30) || (tp->dims[i] && numel > ((int64_t)1 << 34) / tp->dims[i]))
             return ql_error(QL_EFORMAT, "tensor '%s': bad dimension %lld", tname(tp), (long long)tp->dims[i]);
