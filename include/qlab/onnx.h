@@ -29,6 +29,8 @@ typedef struct {
 typedef struct {
     const ql_onnx_binding *bind;    /* graph inputs to treat as initializers */
     int nbind;
+    int simulate;                   /* QDQ run as written: FP32 ops between quantize / dequantize
+                                       nodes (a fake-quant simulation), no INT8 kernels */
     int64_t opset;                  /* out: the default domain's opset */
     ql_onnx_layout in_layout, out_layout;   /* out */
     char input_name[128], output_name[128]; /* out: the ONNX names of the run-time input and the output */

@@ -248,8 +248,8 @@ ql_status ex_fp32_node(onnx_ex *e, int i) {
     }
     case QL_OP_RELU: o = ex_node(e, "Relu", n->name, &x, 1, &y, 1); break;
     case QL_OP_RELU6: ex_act(e, QL_ACT_RELU6, n->name, x, y); o = e->node[e->nnode - 1]; break;
-    case QL_OP_MAXPOOL2D: case QL_OP_AVGPOOL2D:
-        o = ex_node(e, n->op == QL_OP_MAXPOOL2D ? "MaxPool" : "AveragePool", n->name, &x, 1, &y, 1);
+    case QL_OP_MAXPOOL2D: case QL_OP_AVGPOOL2D: case QL_OP_QMAXPOOL2D:   /* MaxPool takes uint8 too */
+        o = ex_node(e, n->op == QL_OP_AVGPOOL2D ? "AveragePool" : "MaxPool", n->name, &x, 1, &y, 1);
         window_attrs(e, o, &n->a, 0);
         ex_attr_int(e, o, "ceil_mode", n->a.ceil_mode);
         if (n->op == QL_OP_AVGPOOL2D) ex_attr_int(e, o, "count_include_pad", n->a.count_include_pad);
@@ -279,7 +279,7 @@ ql_status ex_fp32_node(onnx_ex *e, int i) {
         o = ex_node(e, "Add", n->name, in, 2, &pre, 1);
         break;
     }
-    case QL_OP_FLATTEN: o = ex_node(e, "Flatten", n->name, &x, 1, &y, 1); break;
+    case QL_OP_FLATTEN: case QL_OP_QFLATTEN: o = ex_node(e, "Flatten", n->name, &x, 1, &y, 1); break;
     case QL_OP_LSTM: return ex_lstm(e, i);
     case QL_OP_SEQ_LAST: {
         int64_t last = -1;
@@ -394,8 +394,10 @@ ql_status ql_onnx_save(const ql_graph *g, const char *path, const ql_onnx_export
     onnx_ex e = {.g = g};
     ql_status st = QL_OK;
     e.vname = ex_alloc(&e, sizeof(char *) * (size_t)g->nnodes);
+    e.qscale = ex_alloc(&e, sizeof(char *) * (size_t)g->nnodes);
+    e.qzero = ex_alloc(&e, sizeof(char *) * (size_t)g->nnodes);
     for (int i = 0; e.vname && i < g->nnodes; i++) e.vname[i] = ex_str(&e, g->nodes[i].name);
-    if (!e.vname || e.oom) st = QL_ENOMEM;
+    if (!e.vname || !e.qscale || !e.qzero || e.oom) st = QL_ENOMEM;
     for (int i = 1; st == QL_OK && i < g->nnodes; i++)
         st = is_quant(g->nodes[i].op) ? ex_quant_node(&e, i) : ex_fp32_node(&e, i);
     if (st == QL_OK && e.oom) st = QL_ENOMEM;

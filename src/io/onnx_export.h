@@ -15,6 +15,7 @@ typedef struct {
     int oom;
     const ql_graph *g;
     char **vname;                   /* [nnodes] ONNX name of each qlab node's value */
+    const char **qscale, **qzero;   /* [nnodes] initializers of a u8 value's qparams, made on first use */
 } onnx_ex;
 
 void *ex_alloc(onnx_ex *e, size_t n);          /* zeroed; NULL sets e->oom */

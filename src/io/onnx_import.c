@@ -98,6 +98,11 @@ int imp_f32(onnx_imp *c, onnx_val *v) {
                  onnx_where(c->cur, c->opset), v->name);
         return -1;
     }
+    if (!v->dq && c->g->nodes[v->node].out_dtype != QL_DTYPE_F32) {
+        ql_error(QL_EUNSUPPORTED, "%s: '%s' is a uint8 tensor; this op needs a DequantizeLinear before it",
+                 onnx_where(c->cur, c->opset), v->name);
+        return -1;
+    }
     if (!v->dq) return v->node;
     if (v->fnode < 0) {
         char name[300];
@@ -215,49 +220,60 @@ static ql_status bind_inputs(onnx_imp *c, ql_onnx_import *o) {
     return make_input(c, run, o);
 }
 
-/* Topological order into order[] (Kahn, by passes); errors name a dangling input or a node on a cycle. */
-static ql_status sort_nodes(onnx_imp *c, int *order) {
+static int produced_by(const Onnx__GraphProto *gp, const unsigned char *placed, const char *name) {
+    for (size_t j = 0; j < gp->n_node; j++)
+        if (placed[j])
+            for (size_t m = 0; m < gp->node[j]->n_output; m++)
+                if (gp->node[j]->output[m] && !strcmp(gp->node[j]->output[m], name)) return 1;
+    return 0;
+}
+
+/* Kahn by passes over the nodes not yet placed (only those reading nothing computed when
+ * stat: constants, their dequantization, shape arithmetic on them). */
+static void kahn(onnx_imp *c, int *order, size_t *count, unsigned char *placed, int stat) {
     const Onnx__GraphProto *gp = c->gp;
-    size_t n = gp->n_node;
-    unsigned char *placed = ql_calloc(n ? n : 1);
-    if (!placed) return QL_ENOMEM;
-    size_t count = 0;
-    for (int progress = 1; progress && count < n;) {
+    for (int progress = 1; progress;) {
         progress = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < gp->n_node; i++) {
             if (placed[i]) continue;
             const Onnx__NodeProto *nd = gp->node[i];
             int ready = 1;
             for (size_t k = 0; ready && k < nd->n_input; k++) {
                 const char *in = nd->input[k];
-                if (!in || !in[0] || imp_find(c, in)) continue;   /* optional, input or initializer */
-                ready = 0;
-                for (size_t j = 0; j < n && !ready; j++)
-                    if (placed[j])
-                        for (size_t m = 0; m < gp->node[j]->n_output; m++)
-                            if (gp->node[j]->output[m] && !strcmp(gp->node[j]->output[m], in)) { ready = 1; break; }
+                if (!in || !in[0]) continue;
+                const onnx_val *v = imp_find(c, in);
+                if (v) ready = !stat || v->node < 0;   /* the graph input, an initializer or a bound input */
+                else ready = produced_by(gp, placed, in);
             }
-            if (ready) { placed[i] = 1; order[count++] = (int)i; progress = 1; }
+            if (ready) { placed[i] = 1; order[(*count)++] = (int)i; progress = 1; }
         }
     }
+}
+
+/* Topological order into order[], constants first (so that a fused pattern finds the
+ * constants of its later nodes); errors name a dangling input or a node on a cycle. */
+static ql_status sort_nodes(onnx_imp *c, int *order) {
+    const Onnx__GraphProto *gp = c->gp;
+    size_t n = gp->n_node, count = 0;
+    unsigned char *placed = ql_calloc(n ? n : 1);
+    if (!placed) return QL_ENOMEM;
+    kahn(c, order, &count, placed, 1);
+    kahn(c, order, &count, placed, 0);
     ql_status st = QL_OK;
-    if (count < n) {   /* a missing producer, or a cycle */
-        for (size_t i = 0; i < n && st == QL_OK; i++) {
-            if (placed[i]) continue;
-            const Onnx__NodeProto *nd = gp->node[i];
-            for (size_t k = 0; k < nd->n_input && st == QL_OK; k++) {
-                const char *in = nd->input[k];
-                int made = !in || !in[0] || imp_find(c, in);
-                for (size_t j = 0; j < n && !made; j++)
-                    for (size_t m = 0; m < gp->node[j]->n_output; m++)
-                        if (gp->node[j]->output[m] && !strcmp(gp->node[j]->output[m], in)) made = 1;
-                if (!made) st = ql_error(QL_EFORMAT, "%s: input '%s' is not produced by any node",
-                                         onnx_where(nd, c->opset), in);
-            }
+    for (size_t i = 0; count < n && i < n && st == QL_OK; i++) {   /* a missing producer, or a cycle */
+        if (placed[i]) continue;
+        const Onnx__NodeProto *nd = gp->node[i];
+        for (size_t k = 0; k < nd->n_input && st == QL_OK; k++) {
+            const char *in = nd->input[k];
+            int made = !in || !in[0] || imp_find(c, in);
+            for (size_t j = 0; j < n && !made; j++)
+                for (size_t m = 0; m < gp->node[j]->n_output; m++)
+                    if (gp->node[j]->output[m] && !strcmp(gp->node[j]->output[m], in)) made = 1;
+            if (!made) st = ql_error(QL_EFORMAT, "%s: input '%s' is not produced by any node", onnx_where(nd, c->opset), in);
         }
-        for (size_t i = 0; i < n && st == QL_OK; i++)
-            if (!placed[i]) st = ql_error(QL_EFORMAT, "the graph has a cycle through %s", onnx_where(gp->node[i], c->opset));
     }
+    for (size_t i = 0; count < n && i < n && st == QL_OK; i++)
+        if (!placed[i]) st = ql_error(QL_EFORMAT, "the graph has a cycle through %s", onnx_where(gp->node[i], c->opset));
     ql_free(placed);
     return st;
 }
@@ -340,6 +356,7 @@ ql_status ql_onnx_load_mem(const uint8_t *buf, size_t len, ql_graph **out, ql_on
         if (!c.v || !c.done) st = QL_ENOMEM;
     }
     if (o) o->opset = c.opset;
+    c.simulate = o && o->simulate;
     if (st == QL_OK) st = bind_inputs(&c, o);
     if (st == QL_OK) st = import_nodes(&c);
     if (st == QL_OK) st = set_output(&c, o);

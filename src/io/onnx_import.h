@@ -36,6 +36,7 @@ typedef struct {
     const Onnx__NodeProto *cur;   /* the node being imported */
     int *uses;                    /* [nv]: how many node inputs read the value */
     unsigned char *done;          /* [gp->n_node]: imported (or folded into an earlier node) */
+    int simulate;                 /* no QDQ fusion onto INT8 nodes */
 } onnx_imp;
 
 onnx_val *imp_find(onnx_imp *c, const char *name);
@@ -52,6 +53,10 @@ onnx_val *imp_out_const(onnx_imp *c, int k, ql_tensor *t);
 int imp_add(onnx_imp *c, const char *base, ql_op_type op, const int *in, int nin, const ql_attrs *a);
 /* The qlab node holding v as f32 (a dequantize is made for a dq value); -1 on error. */
 int imp_f32(onnx_imp *c, onnx_val *v);
+/* strides, pads (symmetric), dilations, auto_pad of the current conv / pool on input node in. */
+ql_status imp_window(onnx_imp *c, const ql_node *in, int has_dil, ql_attrs *a);
+/* Copies a float constant into a parameter (sizes must match). */
+ql_status imp_copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const char *what);
 /* Base name of a node: its weight's name without ".weight", else the ONNX node name, else "op_index". */
 const char *imp_base(onnx_imp *c, const char *weight, char *buf, size_t len);
 ql_status imp_unsupported(onnx_imp *c, const char *why);

@@ -15,7 +15,7 @@ static ql_status need_kind(onnx_imp *c, const onnx_val *v, onnx_vkind k, const c
     return imp_unsupported(c, b);
 }
 
-static ql_status copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const char *what) {
+ql_status imp_copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const char *what) {
     if (!t || t->dtype != QL_DTYPE_F32 || t->numel != p->value->numel) {
         char b[200];
         snprintf(b, sizeof b, "%s must be a float constant of %lld elements (got %lld)", what,
@@ -27,7 +27,7 @@ static ql_status copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const ch
 }
 
 /* strides, pads (symmetric only), dilations, auto_pad of a conv or pool on input node in. */
-static ql_status window(onnx_imp *c, const ql_node *in, int has_dil, ql_attrs *a) {
+ql_status imp_window(onnx_imp *c, const ql_node *in, int has_dil, ql_attrs *a) {
     int64_t v[8];
     int k;
     if ((k = onnx_attr_ints(c->cur, "strides", v, 2)) >= 0) {
@@ -79,13 +79,13 @@ static ql_status op_conv(onnx_imp *c) {
     a.bias = b != NULL;
     int fx = imp_f32(c, x);
     if (fx < 0) return QL_EINVAL;
-    QL_TRY(window(c, &c->g->nodes[fx], 1, &a));
+    QL_TRY(imp_window(c, &c->g->nodes[fx], 1, &a));
     char base[300];
     int idx = imp_add(c, imp_base(c, c->cur->input[1], base, sizeof base), QL_OP_CONV2D, &fx, 1, &a);
     if (idx < 0) return QL_EINVAL;
     ql_node *n = &c->g->nodes[idx];
-    QL_TRY(copy_f32(c, &n->params[0], w, "the weight"));
-    if (b) QL_TRY(copy_f32(c, &n->params[1], b, "the bias"));
+    QL_TRY(imp_copy_f32(c, &n->params[0], w, "the weight"));
+    if (b) QL_TRY(imp_copy_f32(c, &n->params[1], b, "the bias"));
     return imp_out(c, 0, idx, V_NCHW) ? QL_OK : QL_EFORMAT;
 }
 
@@ -108,7 +108,7 @@ static ql_status op_bn(onnx_imp *c) {
     int idx = imp_add(c, imp_base(c, c->cur->input[1], base, sizeof base), QL_OP_BATCHNORM2D, &fx, 1, &a);
     if (idx < 0) return QL_EINVAL;
     static const char *const what[4] = {"the scale", "the bias", "the mean", "the variance"};
-    for (int k = 0; k < 4; k++) QL_TRY(copy_f32(c, &c->g->nodes[idx].params[k], imp_const(c, k + 1), what[k]));
+    for (int k = 0; k < 4; k++) QL_TRY(imp_copy_f32(c, &c->g->nodes[idx].params[k], imp_const(c, k + 1), what[k]));
     return imp_out(c, 0, idx, V_NCHW) ? QL_OK : QL_EFORMAT;
 }
 
@@ -163,7 +163,7 @@ static ql_status pool(onnx_imp *c, ql_op_type op) {
     a.count_include_pad = (int)onnx_attr_int(c->cur, "count_include_pad", 0);
     int fx = imp_f32(c, x);
     if (fx < 0) return QL_EINVAL;
-    QL_TRY(window(c, &c->g->nodes[fx], 0, &a));
+    QL_TRY(imp_window(c, &c->g->nodes[fx], 0, &a));
     if (2 * a.padding[0] > a.kernel[0] || 2 * a.padding[1] > a.kernel[1])
         return imp_unsupported(c, "pads larger than half the kernel");
     char base[300];
@@ -194,7 +194,7 @@ static ql_status op_add(onnx_imp *c) {
         ql_node *n = x->node >= 0 ? &c->g->nodes[x->node] : NULL;
         if (!x->bias_free || !n || imp_sole_consumer(c, x->name) < 0 || y->cst->numel != n->a.out_ch)
             return imp_unsupported(c, "Add of a constant (other than a MatMul's bias)");
-        QL_TRY(copy_f32(c, &n->params[1], y->cst, "the bias"));
+        QL_TRY(imp_copy_f32(c, &n->params[1], y->cst, "the bias"));
         c->g->version++;
         return imp_out(c, 0, x->node, x->kind) ? QL_OK : QL_EFORMAT;
     }

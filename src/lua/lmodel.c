@@ -26,10 +26,14 @@ ql_graph *lq_check_model(lua_State *L, int idx) {
     return u->g;
 }
 
+/* qlab.load(path [, {simulate = bool}]): .onnx (simulate: QDQ on FP32 ops, no INT8 kernels) or .qlm */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    static const char *const keys[] = {"simulate", NULL};
+    lq_check_keys(L, 2, "load", keys);
+    ql_onnx_import o = {.simulate = lq_opt_bool(L, 2, "simulate", 0)};
     ql_graph *g;
-    LQ_TRY(L, is_onnx(path) ? ql_onnx_load(path, &g, NULL) : ql_model_load(path, &g));
+    LQ_TRY(L, is_onnx(path) ? ql_onnx_load(path, &g, &o) : ql_model_load(path, &g));
     lq_push_model(L, g);
     return 1;
 }
