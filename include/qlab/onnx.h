@@ -41,7 +41,9 @@ ql_status ql_onnx_load(const char *path, ql_graph **out, ql_onnx_import *opts);
 ql_status ql_onnx_load_mem(const uint8_t *buf, size_t len, ql_graph **out, ql_onnx_import *opts);
 
 typedef struct {
-    int all_outputs;   /* also list every node's value as a graph output (per-node comparisons) */
+    int all_outputs;     /* also list every node's value as a graph output (per-node comparisons) */
+    int keep_fusable;    /* no Clip for 7-bit activations: ORT fuses every node into its INT8
+                            kernels, but its codes then go past 127 where qlab's saturate */
 } ql_onnx_export;
 
 /* Writes g as ONNX (FP32, or QDQ for quantized nodes). opts may be NULL. */

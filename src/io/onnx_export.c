@@ -391,7 +391,7 @@ static ql_status write_model(onnx_ex *e, const char *path, const ql_onnx_export 
 }
 
 ql_status ql_onnx_save(const ql_graph *g, const char *path, const ql_onnx_export *opt) {
-    onnx_ex e = {.g = g};
+    onnx_ex e = {.g = g, .clip_narrow = !(opt && opt->keep_fusable)};
     ql_status st = QL_OK;
     e.vname = ex_alloc(&e, sizeof(char *) * (size_t)g->nnodes);
     e.qscale = ex_alloc(&e, sizeof(char *) * (size_t)g->nnodes);

@@ -15,6 +15,7 @@ typedef struct {
     int oom;
     const ql_graph *g;
     char **vname;                   /* [nnodes] ONNX name of each qlab node's value */
+    int clip_narrow;                /* a Clip before the QuantizeLinear of a narrowed code range */
     const char **qscale, **qzero;   /* [nnodes] initializers of a u8 value's qparams, made on first use */
 } onnx_ex;
 

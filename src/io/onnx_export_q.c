@@ -4,8 +4,8 @@
  * (DequantizeLinear axis 0), bias s32 at scale x_scale * w_scale (axis 0);
  * max pool and flatten run on the uint8 tensor itself. A u8 output whose
  * codes stay below 255 (7-bit activations) says so in its QuantizeLinear's
- * doc_string ("qlab codes 0..127"): ONNX has no field for it and ORT
- * ignores it; qlab's importer reads it back. */
+ * doc_string ("qlab codes 0..127", which qlab's importer reads back) and,
+ * unless ql_onnx_export.keep_fusable, with a Clip to that range before it. */
 #include <stdio.h>
 #include <string.h>
 #include "qlab/alloc.h"
@@ -31,10 +31,18 @@ static const char *dq(onnx_ex *e, int j, const char *user, int k) {
     return out;
 }
 
-/* QuantizeLinear of f32 value x into node i's u8 value. */
+/* QuantizeLinear of f32 value x into node i's u8 value; a narrowed code range
+ * (7-bit activations) is a Clip to its real bounds first, so that ORT computes
+ * the same codes (it then runs that node in float: ONNX has no narrower uint8). */
 static void q(onnx_ex *e, int i, const char *x) {
     const ql_node *n = &e->g->nodes[i];
     const char *in[3] = {x}, *out = e->vname[i];
+    if ((n->out_qmin != 0 || n->out_qmax != 255) && e->clip_narrow) {
+        const char *cl[3] = {x, ex_scalar_f32(e, ex_fmt(e, "%s.code_min", n->name), (float)(n->out_qmin - n->out_zero) * n->out_scale),
+                             ex_scalar_f32(e, ex_fmt(e, "%s.code_max", n->name), (float)(n->out_qmax - n->out_zero) * n->out_scale)};
+        in[0] = ex_fmt(e, "%s.clipped", n->name);
+        ex_node(e, "Clip", ex_fmt(e, "%s.code_range", n->name), cl, 3, &in[0], 1);
+    }
     qparams(e, i, &in[1], &in[2]);
     const char *qn = n->op == QL_OP_QUANTIZE ? n->name : ex_fmt(e, "%s.quantize", n->name);
     Onnx__NodeProto *o = ex_node(e, "QuantizeLinear", qn, in, 3, &out, 1);

@@ -71,6 +71,8 @@ imp_fn imp_fp32_handler(const char *op, const char *domain);
 imp_fn imp_q_handler(const char *op, const char *domain);
 /* Constant folding of shape arithmetic (onnx_import_fold.c): 1 when it took the node. */
 int imp_try_fold(onnx_imp *c, ql_status *st);
+/* A Clip that is the narrowed code range of the QuantizeLinear after it (onnx_import_q.c). */
+int imp_narrow_clip(onnx_imp *c, const Onnx__NodeProto *n);
 /* Q patterns tried before the FP32 handler: returns 1 when it imported the node (status in *st). */
 int imp_try_fused(onnx_imp *c, ql_status *st);
 

@@ -129,6 +129,13 @@ static ql_status op_relu(onnx_imp *c) { return unary(c, QL_OP_RELU); }
 /* Clip(0, 6) is ReLU6, Clip(0, inf) ReLU. */
 static ql_status op_clip(onnx_imp *c) {
     double lo = -INFINITY, hi = INFINITY;
+    if (imp_narrow_clip(c, c->cur)) {   /* the QuantizeLinear after it clamps to the same range */
+        onnx_val *x;
+        QL_TRY(imp_in(c, 0, &x));
+        onnx_val *o = imp_out(c, 0, x->node, x->kind);
+        if (o) { o->dq = x->dq; o->fnode = x->fnode; }
+        return o ? QL_OK : QL_EFORMAT;
+    }
     if (c->opset < 11) {
         lo = onnx_attr_float(c->cur, "min", -INFINITY);
         hi = onnx_attr_float(c->cur, "max", INFINITY);

@@ -159,7 +159,7 @@ static void fill_scales(float *dst, const ql_tensor *s, int64_t n) {
 typedef struct {
     int act;                       /* QL_ACT_* folded from a Relu / Clip before the Q */
     const Onnx__NodeProto *q;      /* the QuantizeLinear closing the pattern */
-    int chain[3], nchain;          /* gp->node indices taken */
+    int chain[4], nchain;          /* gp->node indices taken */
     const ql_tensor *bias;         /* MatMul: the Add's constant */
     float s;
     int32_t z, lo, hi;
@@ -176,6 +176,23 @@ static const ql_tensor *const_in(onnx_imp *c, const Onnx__NodeProto *n, int k) {
     if (k >= (int)n->n_input || !n->input[k] || !n->input[k][0]) return NULL;
     onnx_val *v = imp_find(c, n->input[k]);
     return v && v->node < 0 ? v->cst : NULL;
+}
+
+/* Clip n whose bounds are exactly the narrowed code range of the QuantizeLinear
+ * consuming it (qlab's export of 7-bit activations): the Q's own clamp. */
+int imp_narrow_clip(onnx_imp *c, const Onnx__NodeProto *n) {
+    if (!is_op(n, "Clip") || n->n_input < 3 || c->opset < 11) return 0;
+    const Onnx__NodeProto *q = node_at(c, imp_sole_consumer(c, n->output[0]));
+    if (!is_op(q, "QuantizeLinear") || q->n_input < 2) return 0;
+    const ql_tensor *lo = const_in(c, n, 1), *hi = const_in(c, n, 2), *ts = const_in(c, q, 1);
+    const ql_tensor *tz = q->n_input > 2 && q->input[2][0] ? const_in(c, q, 2) : NULL;
+    if (!lo || !hi || !ts || lo->dtype != QL_DTYPE_F32 || hi->dtype != QL_DTYPE_F32 || ts->dtype != QL_DTYPE_F32 ||
+        lo->numel != 1 || hi->numel != 1 || ts->numel != 1 || (tz && tz->numel != 1))
+        return 0;
+    int32_t a, b, z = tz ? (int32_t)onnx_tensor_get(tz, 0) : 0;
+    float s = ql_f32(ts)[0];
+    code_range(q, &a, &b);
+    return (a != 0 || b != 255) && ql_f32(lo)[0] == (float)(a - z) * s && ql_f32(hi)[0] == (float)(b - z) * s;
 }
 
 /* Clip(0,6) -> RELU6, Clip(0) -> RELU, Relu -> RELU; 0 otherwise. */
@@ -209,6 +226,11 @@ static int find_tail(onnx_imp *c, int want_bias, int want_act, qtail *t) {
         n = node_at(c, j = imp_sole_consumer(c, out));
     }
     if (want_act && (t->act = act_of(c, n))) {
+        t->chain[t->nchain++] = j;
+        out = n->output[0];
+        n = node_at(c, j = imp_sole_consumer(c, out));
+    }
+    if (is_op(n, "Clip") && imp_narrow_clip(c, n)) {
         t->chain[t->nchain++] = j;
         out = n->output[0];
         n = node_at(c, j = imp_sole_consumer(c, out));

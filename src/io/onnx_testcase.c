@@ -69,17 +69,17 @@ static void inputs_free(tc_inputs *t) {
     t->nin = 0;
 }
 
-static int read_set(const char *set, const char *what, tc_inputs *t) {
+static ql_status read_set(const char *set, const char *what, tc_inputs *t) {
     char p[1200];
     for (int i = 0; i < 8; i++) {
         snprintf(p, sizeof p, "%s/%s_%d.pb", set, what, i);
         FILE *fp = fopen(p, "rb");
         if (!fp) break;
         fclose(fp);
-        if (ql_onnx_read_tensor(p, &t->in[i], &t->name[i]) != QL_OK) return -1;
+        QL_TRY(ql_onnx_read_tensor(p, &t->in[i], &t->name[i]));
         t->nin = i + 1;
     }
-    return 0;
+    return t->nin ? QL_OK : ql_error(QL_EFORMAT, "%s: no %s_0.pb", set, what);
 }
 
 /* Names of the model's graph inputs, in order (the .pb files may carry no names). */
@@ -145,7 +145,9 @@ ql_onnx_test_result ql_onnx_run_test(const char *dir, char *op, size_t oplen, ch
         closedir(d);
         sets++;
         tc_inputs in = {0}, out = {0};
-        if (read_set(set, "input", &in) || read_set(set, "output", &out) || in.nin < 1 || out.nin < 1) {
+        ql_status rs = read_set(set, "input", &in);
+        if (rs == QL_OK) rs = read_set(set, "output", &out);
+        if (rs != QL_OK) {
             /* data qlab cannot hold (float16, strings, sequences, optionals ...): unsupported
              * when the model itself is refused for another reason than its input count */
             snprintf(msg, msglen, "data set %s: %s", set, ql_last_error());
@@ -153,7 +155,7 @@ ql_onnx_test_result ql_onnx_run_test(const char *dir, char *op, size_t oplen, ch
             ql_graph *g = NULL;
             ql_status st = ql_onnx_load(model, &g, NULL);
             ql_graph_free(g);
-            int unsup = strstr(msg, "not supported") || (st == QL_EUNSUPPORTED && !strstr(ql_last_error(), "take one input"));
+            int unsup = rs == QL_EUNSUPPORTED || (st == QL_EUNSUPPORTED && !strstr(ql_last_error(), "take one input"));
             if (st == QL_EUNSUPPORTED && unsup) snprintf(msg, msglen, "%s", ql_last_error());
             return unsup ? QL_ONNX_TEST_UNSUPPORTED : QL_ONNX_TEST_FAIL;
         }

@@ -38,13 +38,14 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
-/* m:save(path [, {all_outputs = bool}]): .onnx (FP32, or QDQ when quantized) or .qlm */
+/* m:save(path [, {all_outputs = bool, keep_fusable = bool}]): .onnx (FP32, or QDQ when quantized) or .qlm */
 static int l_save(lua_State *L) {
     const char *path = luaL_checkstring(L, 2);
     if (is_onnx(path)) {
-        static const char *const keys[] = {"all_outputs", NULL};
+        static const char *const keys[] = {"all_outputs", "keep_fusable", NULL};
         lq_check_keys(L, 3, "save", keys);
-        ql_onnx_export o = {.all_outputs = lq_opt_bool(L, 3, "all_outputs", 0)};
+        ql_onnx_export o = {.all_outputs = lq_opt_bool(L, 3, "all_outputs", 0),
+                            .keep_fusable = lq_opt_bool(L, 3, "keep_fusable", 0)};
         LQ_TRY(L, ql_onnx_save(lq_check_model(L, 1), path, &o));
     } else {
         LQ_TRY(L, ql_model_save(lq_check_model(L, 1), path));
