@@ -23,9 +23,10 @@ static uint8_t *slurp(const char *path, size_t *len) {
     return b;
 }
 
+/* (and the QOperator model, against the ONNX formulas) */
 TEST(onnx_pytorch_fixtures_match) {
-    static const char *const cases[] = {FIX "cnn_bn_residual", FIX "lstm"};
-    for (int i = 0; i < 2; i++) {
+    static const char *const cases[] = {FIX "cnn_bn_residual", FIX "lstm", FIX "qoperator"};
+    for (int i = 0; i < 3; i++) {
         char op[64], msg[512];
         ql_onnx_test_result r = ql_onnx_run_test(cases[i], op, sizeof op, msg, sizeof msg);
         CHECK_MSG(r == QL_ONNX_TEST_PASS, "%s: %s", cases[i], msg);
