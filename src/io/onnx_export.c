@@ -96,7 +96,7 @@ void ex_attr_ints(onnx_ex *e, Onnx__NodeProto *n, const char *name, const int64_
     Onnx__AttributeProto *a = attr(e, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     int64_t *d = ex_alloc(e, sizeof *d * (size_t)k);
     if (!a || !d) return;
-    memcpy(d, v, sizeof *d * (size_t)k);
+    if (k) memcpy(d, v, sizeof *d * (size_t)k);
     a->n_ints = (size_t)k;
     a->ints = d;
 }
@@ -110,12 +110,12 @@ const char *ex_init(onnx_ex *e, const char *name, int dt, int ndim, const int64_
     if (!t || !d || !raw || !grow(e, &e->init, &e->capinit, e->ninit + 1, sizeof *e->init)) return NULL;
     *t = init;
     t->name = ex_str(e, name);
-    memcpy(d, dims, sizeof *d * (size_t)ndim);
+    if (ndim) memcpy(d, dims, sizeof *d * (size_t)ndim);
     t->n_dims = (size_t)ndim;
     t->dims = d;
     t->has_data_type = 1;
     t->data_type = dt;
-    memcpy(raw, data, (size_t)numel * elem);
+    if (numel) memcpy(raw, data, (size_t)numel * elem);
     t->has_raw_data = 1;
     t->raw_data.len = (size_t)numel * elem;
     t->raw_data.data = raw;

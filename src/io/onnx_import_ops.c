@@ -22,7 +22,7 @@ ql_status imp_copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const char 
                  (long long)p->value->numel, t ? (long long)t->numel : 0LL);
         return imp_unsupported(c, b);
     }
-    memcpy(p->value->data, t->data, (size_t)t->numel * sizeof(float));
+    if (t->numel) memcpy(p->value->data, t->data, (size_t)t->numel * sizeof(float));
     return QL_OK;
 }
 

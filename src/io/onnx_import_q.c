@@ -276,7 +276,7 @@ static ql_status fuse_conv(onnx_imp *c, int u, const onnx_val *w, const qtail *t
     if (idx < 0) return QL_EINVAL;
     ql_node *n = &c->g->nodes[idx];
     if (n->params[0].value->numel != wq->numel) return imp_unsupported(c, "the weight does not match the input channels");
-    memcpy(n->params[0].value->data, wq->data, (size_t)wq->numel);
+    if (wq->numel) memcpy(n->params[0].value->data, wq->data, (size_t)wq->numel);
     fill_scales(ql_f32(n->params[1].value), w->qscale, a.out_ch);
     if (b) QL_TRY(imp_copy_f32(c, &n->params[3], b, "the bias"));
     return close_tail(c, t, idx, V_NCHW);
@@ -481,7 +481,7 @@ static ql_status op_qlinearconv(onnx_imp *c) {
     ql_node *n = idx >= 0 ? &c->g->nodes[idx] : NULL;
     if (st == QL_OK && n->params[0].value->numel != w.q->numel) st = imp_unsupported(c, "the weight does not match the input channels");
     if (st == QL_OK) {
-        memcpy(n->params[0].value->data, w.q->data, (size_t)w.q->numel);
+        if (w.q->numel) memcpy(n->params[0].value->data, w.q->data, (size_t)w.q->numel);
         fill_scales(ql_f32(n->params[1].value), w.qscale, a.out_ch);
         if (fb) st = imp_copy_f32(c, &n->params[3], fb, "the bias");
     }
