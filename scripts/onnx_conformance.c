@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     int tot[3] = {0};
     for (int i = 0; i < n; i++) {
         char path[1400], msg[512];
-        snprintf(path, sizeof path, "%.1000s/%s", dir, rows[i].name);
+        snprintf(path, sizeof path, "%.1000s/%.127s", dir, rows[i].name);
         rows[i].res = ql_onnx_run_test(path, rows[i].op, sizeof rows[i].op, msg, sizeof msg);
         tot[rows[i].res]++;
         if (!quiet || rows[i].res == QL_ONNX_TEST_FAIL)
