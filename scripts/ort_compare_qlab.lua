@@ -1,7 +1,7 @@
 -- The qlab half of scripts/ort_compare (run by it; prints one JSON line on stdout).
 --   measure MODEL N RUNS THREADS   top-1 (argmax) on the first N test images, batch-1 latency and
 --                                  batch-64 throughput per thread count (THREADS "1,2")
---   parity MODEL.qlm B DIR         exports the INT8 model to DIR/model.onnx (every value an
+--   parity MODEL.qlm B DIR [fusable]  exports the INT8 model to DIR/model.onnx (every value an
 --                                  output) and writes each uint8 value of the first B test images
 --                                  as qlab's INT8 kernels and as the QDQ simulation
 --                                  (qlab.load{simulate = true}) compute it: DIR/<k>.kern, DIR/<k>.sim
@@ -50,7 +50,7 @@ if mode == "measure" then
 elseif mode == "parity" then
   local b, dir = tonumber(arg[3]), arg[4]
   local kern = qlab.load(path)
-  kern:save(dir .. "/model.onnx", {all_outputs = true})
+  kern:save(dir .. "/model.onnx", {all_outputs = true, keep_fusable = arg[5] == "fusable"})
   local sim = qlab.load(dir .. "/model.onnx", {simulate = true})
   local simnames = {}
   for _, n in ipairs(sim:nodes()) do simnames[n.name] = true end
