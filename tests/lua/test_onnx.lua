@@ -30,6 +30,15 @@ H.test("onnx round trip resnet18 identical", function() round_trip("resnet18_fmn
 H.test("onnx round trip mobilenet_v2 identical", function() round_trip("mobilenet_v2_fmnist", x) end)
 H.test("onnx round trip lstm identical", function() round_trip("lstm_fmnist", x:reshape{16, 28, 28}) end)
 
+H.test("onnx round trip of a 2-layer LSTM (one ONNX LSTM per layer)", function()
+  qlab.seed(3)
+  local m = qlab.models.lstm{layers = 2, hidden = 16}
+  local path = tmp .. "/lstm2.onnx"
+  m:save(path)
+  local seq = x:reshape{16, 28, 28}
+  assert(H.maxdiff(m:forward(seq), qlab.load(path):forward(seq)) == 0)
+end)
+
 H.test("onnx fused model exports its activations", function()
   local m = qlab.load("data/models/small_cnn_fmnist.qlm")
   m:fuse()
