@@ -57,6 +57,14 @@ int imp_f32(onnx_imp *c, onnx_val *v);
 ql_status imp_window(onnx_imp *c, const ql_node *in, int has_dil, ql_attrs *a);
 /* Copies a float constant into a parameter (sizes must match). */
 ql_status imp_copy_f32(onnx_imp *c, ql_param *p, const ql_tensor *t, const char *what);
+/* "input 'x' must be <what>" unless v is a computed value of layout k. */
+ql_status imp_need_kind(onnx_imp *c, const onnx_val *v, onnx_vkind k, const char *what);
+/* LSTM, Identity / Dropout, Transpose, Squeeze, Gather (onnx_import_seq.c). */
+ql_status imp_op_lstm(onnx_imp *c);
+ql_status imp_op_identity(onnx_imp *c);
+ql_status imp_op_transpose(onnx_imp *c);
+ql_status imp_op_squeeze(onnx_imp *c);
+ql_status imp_op_gather(onnx_imp *c);
 /* Base name of a node: its weight's name without ".weight", else the ONNX node name, else "op_index". */
 const char *imp_base(onnx_imp *c, const char *weight, char *buf, size_t len);
 ql_status imp_unsupported(onnx_imp *c, const char *why);
@@ -66,7 +74,30 @@ int imp_sole_consumer(onnx_imp *c, const char *name);
 static inline int64_t imp_numel(const ql_node *n) { return ql_shape_numel(n->out_ndim, n->out_shape); }
 
 typedef ql_status (*imp_fn)(onnx_imp *c);
-/* Handlers: FP32 (onnx_import_ops.c), then quantized (onnx_import_q.c). NULL when unknown. */
+
+/* ---- shared by onnx_import_q.c (QDQ) and onnx_import_qop.c (QOperator) ---- */
+/* The end of a fused pattern: [bias Add] [Relu | Clip] QuantizeLinear. */
+typedef struct {
+    int act;                       /* QL_ACT_* folded from a Relu / Clip before the Q */
+    const Onnx__NodeProto *q;      /* the QuantizeLinear closing the pattern */
+    int chain[4], nchain;          /* gp->node indices taken */
+    const ql_tensor *bias;         /* MatMul: the Add's constant */
+    float s;
+    int32_t z, lo, hi;
+} imp_qtail;
+/* Per-tensor uint8 activation qparams from inputs ks / kz of the current node (zero point absent = 0). */
+ql_status imp_act_qparams(onnx_imp *c, int ks, int kz, float *s, int32_t *z);
+void imp_set_out(ql_node *n, float s, int32_t z, int32_t lo, int32_t hi);
+/* The u8 node behind v (read through DequantizeLinear, or directly when direct_ok), else -1. */
+int imp_u8_node(onnx_imp *c, const onnx_val *v, int direct_ok);
+/* An int8 dq-constant with zero points 0, per tensor or per channel along oaxis. */
+int imp_s8_weight(const onnx_val *w, int oaxis);
+void imp_fill_scales(float *dst, const ql_tensor *s, int64_t n);
+/* qlinear from u8 node u and weight w (B (out,in) with trans_b, else (in,out)); closes t. */
+ql_status imp_fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b, const ql_tensor *b, const imp_qtail *t);
+/* QuantizeLinear / DequantizeLinear handlers (onnx_import_q.c); NULL for other ops. */
+imp_fn imp_qdq_handler(const char *op, const char *domain);
+/* Handlers: FP32 (onnx_import_ops.c), then quantized (onnx_import_q.c, onnx_import_qop.c). NULL when unknown. */
 imp_fn imp_fp32_handler(const char *op, const char *domain);
 imp_fn imp_q_handler(const char *op, const char *domain);
 /* Constant folding of shape arithmetic (onnx_import_fold.c): 1 when it took the node. */

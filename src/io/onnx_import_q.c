@@ -7,8 +7,7 @@
  * qlinear, qadd, qglobal_avgpool, qrelu, qmaxpool2d, qflatten. Anything else
  * runs in FP32 between dequantize and quantize nodes, which is also what
  * ql_onnx_import.simulate asks for everywhere (a fake-quant simulation).
- * QOperator: QLinearConv, QLinearMatMul, QLinearAdd and
- * QLinearGlobalAveragePool (com.microsoft) map onto the same nodes. */
+ * QOperator models: onnx_import_qop.c. */
 #include <stdio.h>
 #include <string.h>
 #include "qlab/alloc.h"
@@ -17,7 +16,7 @@
 /* ---- qparams ---------------------------------------------------------------------- */
 
 /* Per-tensor activation qparams from inputs ks / kz of node n (zero point absent = 0, uint8). */
-static ql_status act_qparams(onnx_imp *c, int ks, int kz, float *s, int32_t *z) {
+ql_status imp_act_qparams(onnx_imp *c, int ks, int kz, float *s, int32_t *z) {
     const ql_tensor *ts = imp_const(c, ks), *tz = imp_has_in(c, kz) ? imp_const(c, kz) : NULL;
     if (!ts || ts->numel != 1 || ts->dtype != QL_DTYPE_F32 || !(ql_f32(ts)[0] > 0))
         return imp_unsupported(c, "activation scales must be positive float scalar constants");
@@ -40,7 +39,7 @@ static void code_range(const Onnx__NodeProto *q, int32_t *lo, int32_t *hi) {
     }
 }
 
-static void set_out(ql_node *n, float s, int32_t z, int32_t lo, int32_t hi) {
+void imp_set_out(ql_node *n, float s, int32_t z, int32_t lo, int32_t hi) {
     n->out_scale = s;
     n->out_zero = z;
     n->out_qmin = lo;
@@ -48,7 +47,7 @@ static void set_out(ql_node *n, float s, int32_t z, int32_t lo, int32_t hi) {
 }
 
 /* A u8 value read through DequantizeLinear (or directly): its node, -1 otherwise. */
-static int u8_node(onnx_imp *c, const onnx_val *v, int direct_ok) {
+int imp_u8_node(onnx_imp *c, const onnx_val *v, int direct_ok) {
     if (!v || v->node < 0 || c->g->nodes[v->node].out_dtype != QL_DTYPE_U8) return -1;
     return v->dq || direct_ok ? v->node : -1;
 }
@@ -83,17 +82,17 @@ static ql_status op_quantize(onnx_imp *c) {
     if (x->node < 0) return quantize_const(c, x->cst);
     float s;
     int32_t z, lo, hi;
-    QL_TRY(act_qparams(c, 1, 2, &s, &z));
+    QL_TRY(imp_act_qparams(c, 1, 2, &s, &z));
     code_range(c->cur, &lo, &hi);
     onnx_vkind k = x->kind;
-    int u = u8_node(c, x, 0);
+    int u = imp_u8_node(c, x, 0);
     if (u >= 0 && c->g->nodes[u].out_scale == s && c->g->nodes[u].out_zero == z)   /* DQ -> Q: the same codes */
         return imp_out(c, 0, u, k) ? QL_OK : QL_EFORMAT;
     int fx = imp_f32(c, x);
     char base[300];
     int idx = fx < 0 ? -1 : imp_add(c, imp_base(c, NULL, base, sizeof base), QL_OP_QUANTIZE, &fx, 1, NULL);
     if (idx < 0) return QL_EINVAL;
-    set_out(&c->g->nodes[idx], s, z, lo, hi);
+    imp_set_out(&c->g->nodes[idx], s, z, lo, hi);
     strcpy(c->g->nodes[idx].precision, "u8");
     return imp_out(c, 0, idx, k) ? QL_OK : QL_EFORMAT;
 }
@@ -126,11 +125,11 @@ static ql_status op_dequantize(onnx_imp *c) {
     onnx_val *x;
     QL_TRY(imp_in(c, 0, &x));
     if (x->node < 0) return dequantize_const(c, x->cst);
-    int u = u8_node(c, x, 1);
+    int u = imp_u8_node(c, x, 1);
     if (u < 0 || x->dq) return imp_unsupported(c, "DequantizeLinear of a tensor that is not uint8");
     float s;
     int32_t z;
-    QL_TRY(act_qparams(c, 1, 2, &s, &z));
+    QL_TRY(imp_act_qparams(c, 1, 2, &s, &z));
     const ql_node *n = &c->g->nodes[u];
     if (n->out_scale != s || n->out_zero != z)
         return imp_unsupported(c, "DequantizeLinear with other qparams than the QuantizeLinear that made the tensor");
@@ -142,7 +141,7 @@ static ql_status op_dequantize(onnx_imp *c) {
 /* ---- INT8 weights ------------------------------------------------------------------------------ */
 
 /* s8 weight, zero points 0, per-tensor or per-channel along the output axis oaxis: 0 when not usable. */
-static int s8_weight(const onnx_val *w, int oaxis) {
+int imp_s8_weight(const onnx_val *w, int oaxis) {
     if (!w || w->node >= 0 || !w->q || w->q->dtype != QL_DTYPE_S8) return 0;
     if (w->qzero)
         for (int64_t k = 0; k < w->qzero->numel; k++)
@@ -150,20 +149,11 @@ static int s8_weight(const onnx_val *w, int oaxis) {
     return w->qscale->numel == 1 || w->qaxis == oaxis;
 }
 
-static void fill_scales(float *dst, const ql_tensor *s, int64_t n) {
+void imp_fill_scales(float *dst, const ql_tensor *s, int64_t n) {
     for (int64_t k = 0; k < n; k++) dst[k] = ql_f32(s)[s->numel == 1 ? 0 : k];
 }
 
 /* ---- fused patterns ----------------------------------------------------------------------------------- */
-
-typedef struct {
-    int act;                       /* QL_ACT_* folded from a Relu / Clip before the Q */
-    const Onnx__NodeProto *q;      /* the QuantizeLinear closing the pattern */
-    int chain[4], nchain;          /* gp->node indices taken */
-    const ql_tensor *bias;         /* MatMul: the Add's constant */
-    float s;
-    int32_t z, lo, hi;
-} qtail;
 
 static const Onnx__NodeProto *node_at(onnx_imp *c, int j) { return j >= 0 ? c->gp->node[j] : NULL; }
 
@@ -213,7 +203,7 @@ static int act_of(onnx_imp *c, const Onnx__NodeProto *n) {
 }
 
 /* From the current node's output: [Add bias] [Relu|Clip] QuantizeLinear, each the sole consumer. */
-static int find_tail(onnx_imp *c, int want_bias, int want_act, qtail *t) {
+static int find_tail(onnx_imp *c, int want_bias, int want_act, imp_qtail *t) {
     memset(t, 0, sizeof *t);
     const char *out = c->cur->output[0];
     int j = imp_sole_consumer(c, out);
@@ -248,9 +238,9 @@ static int find_tail(onnx_imp *c, int want_bias, int want_act, qtail *t) {
 }
 
 /* Takes the tail's nodes and defines the Q output as node idx. */
-static ql_status close_tail(onnx_imp *c, const qtail *t, int idx, onnx_vkind kind) {
+static ql_status close_tail(onnx_imp *c, const imp_qtail *t, int idx, onnx_vkind kind) {
     ql_node *n = &c->g->nodes[idx];
-    set_out(n, t->s, t->z, t->lo, t->hi);
+    imp_set_out(n, t->s, t->z, t->lo, t->hi);
     strcpy(n->precision, "int8");
     for (int k = 0; k < t->nchain; k++) c->done[t->chain[k]] = 1;
     const Onnx__NodeProto *cur = c->cur;
@@ -260,7 +250,7 @@ static ql_status close_tail(onnx_imp *c, const qtail *t, int idx, onnx_vkind kin
     return v ? QL_OK : QL_EFORMAT;
 }
 
-static ql_status fuse_conv(onnx_imp *c, int u, const onnx_val *w, const qtail *t) {
+static ql_status fuse_conv(onnx_imp *c, int u, const onnx_val *w, const imp_qtail *t) {
     const ql_tensor *wq = w->q, *b = imp_has_in(c, 2) ? imp_const(c, 2) : NULL;
     ql_attrs a;
     ql_attrs_default(&a);
@@ -277,13 +267,13 @@ static ql_status fuse_conv(onnx_imp *c, int u, const onnx_val *w, const qtail *t
     ql_node *n = &c->g->nodes[idx];
     if (n->params[0].value->numel != wq->numel) return imp_unsupported(c, "the weight does not match the input channels");
     if (wq->numel) memcpy(n->params[0].value->data, wq->data, (size_t)wq->numel);
-    fill_scales(ql_f32(n->params[1].value), w->qscale, a.out_ch);
+    imp_fill_scales(ql_f32(n->params[1].value), w->qscale, a.out_ch);
     if (b) QL_TRY(imp_copy_f32(c, &n->params[3], b, "the bias"));
     return close_tail(c, t, idx, V_NCHW);
 }
 
 /* Gemm (B (out,in) with transB, else (in,out)) or MatMul (B (in,out)). */
-static ql_status fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b, const ql_tensor *b, const qtail *t) {
+ql_status imp_fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b, const ql_tensor *b, const imp_qtail *t) {
     const ql_tensor *wq = w->q;
     int64_t out = trans_b ? wq->shape[0] : wq->shape[1], in = trans_b ? wq->shape[1] : wq->shape[0];
     if (imp_numel(&c->g->nodes[u]) != in || c->g->nodes[u].out_ndim != 1) return imp_unsupported(c, "the input must be (N, K) with K the rows of B");
@@ -300,7 +290,7 @@ static ql_status fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b,
     const int8_t *sw = wq->data;
     for (int64_t o = 0; o < out; o++)
         for (int64_t k = 0; k < in; k++) dw[o * in + k] = trans_b ? sw[o * in + k] : sw[k * out + o];
-    fill_scales(ql_f32(n->params[1].value), w->qscale, out);
+    imp_fill_scales(ql_f32(n->params[1].value), w->qscale, out);
     if (b) {
         if (b->numel != out && b->numel != 1) return imp_unsupported(c, "the bias must have one value per output");
         for (int64_t o = 0; o < out; o++) ql_f32(n->params[3].value)[o] = ql_f32(b)[b->numel == 1 ? 0 : o];
@@ -309,15 +299,15 @@ static ql_status fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b,
 }
 
 /* A node on u8 input node u with the input's qparams (max pool, flatten, relu). */
-static ql_status passthrough(onnx_imp *c, int u, ql_op_type op, const ql_attrs *a, const qtail *t, onnx_vkind kind) {
+static ql_status passthrough(onnx_imp *c, int u, ql_op_type op, const ql_attrs *a, const imp_qtail *t, onnx_vkind kind) {
     char base[300];
     int idx = imp_add(c, imp_base(c, NULL, base, sizeof base), op, &u, 1, a);
     if (idx < 0) return QL_EINVAL;
     const ql_node *in = &c->g->nodes[u];
-    qtail own = {.s = in->out_scale, .z = in->out_zero, .lo = in->out_qmin, .hi = in->out_qmax};
+    imp_qtail own = {.s = in->out_scale, .z = in->out_zero, .lo = in->out_qmin, .hi = in->out_qmax};
     if (t) own = *t;
     if (!t) {   /* on the uint8 tensor itself: the current node's output is the u8 value */
-        set_out(&c->g->nodes[idx], own.s, own.z, own.lo, own.hi);
+        imp_set_out(&c->g->nodes[idx], own.s, own.z, own.lo, own.hi);
         strcpy(c->g->nodes[idx].precision, "int8");
         return imp_out(c, 0, idx, kind) ? QL_OK : QL_EFORMAT;
     }
@@ -337,15 +327,15 @@ static ql_status maxpool_attrs(onnx_imp *c, int u, ql_attrs *a) {
     return QL_OK;
 }
 
-static int same_qp(const ql_node *n, const qtail *t) { return n->out_scale == t->s && n->out_zero == t->z; }
+static int same_qp(const ql_node *n, const imp_qtail *t) { return n->out_scale == t->s && n->out_zero == t->z; }
 
 int imp_try_fused(onnx_imp *c, ql_status *st) {
     const Onnx__NodeProto *n = c->cur;
     if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx")) return 0;
     onnx_val *x = imp_has_in(c, 0) ? imp_find(c, n->input[0]) : NULL;
-    qtail t;
+    imp_qtail t;
     ql_attrs a;
-    int u = u8_node(c, x, 0), ud = u8_node(c, x, 1);
+    int u = imp_u8_node(c, x, 0), ud = imp_u8_node(c, x, 1);
     /* data movement on the codes themselves (a raw uint8 input), in simulation too */
     if (ud >= 0 && !x->dq) {
         if (is_op(n, "MaxPool") && x->kind == V_NCHW) {
@@ -367,7 +357,7 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
     if (is_op(n, "Conv") && x->kind == V_NCHW) {
         onnx_val *w = imp_has_in(c, 1) ? imp_find(c, n->input[1]) : NULL;
         const ql_tensor *b = imp_has_in(c, 2) ? imp_const(c, 2) : NULL;
-        if (!s8_weight(w, 0) || w->q->ndim != 4 || (imp_has_in(c, 2) && !b) || !find_tail(c, 0, 1, &t)) return 0;
+        if (!imp_s8_weight(w, 0) || w->q->ndim != 4 || (imp_has_in(c, 2) && !b) || !find_tail(c, 0, 1, &t)) return 0;
         *st = fuse_conv(c, u, w, &t);
         return 1;
     }
@@ -378,13 +368,13 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
         if (gemm && (onnx_attr_int(n, "transA", 0) || onnx_attr_float(n, "alpha", 1) != 1 ||
                      onnx_attr_float(n, "beta", 1) != 1 || (imp_has_in(c, 2) && !b)))
             return 0;
-        if (!s8_weight(w, tb ? 0 : 1) || w->q->ndim != 2 || !find_tail(c, !gemm, 1, &t)) return 0;
-        *st = fuse_linear(c, u, w, tb, gemm ? b : t.bias, &t);
+        if (!imp_s8_weight(w, tb ? 0 : 1) || w->q->ndim != 2 || !find_tail(c, !gemm, 1, &t)) return 0;
+        *st = imp_fuse_linear(c, u, w, tb, gemm ? b : t.bias, &t);
         return 1;
     }
     if (is_op(n, "Add")) {
         onnx_val *y = imp_has_in(c, 1) ? imp_find(c, n->input[1]) : NULL;
-        int u2 = u8_node(c, y, 0);
+        int u2 = imp_u8_node(c, y, 0);
         if (u2 < 0 || y->kind != x->kind || !find_tail(c, 0, 1, &t)) return 0;
         ql_attrs_default(&a);
         a.act = t.act;
@@ -420,129 +410,9 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
     return 0;
 }
 
-/* ---- QOperator ------------------------------------------------------------------------------------------ */
-
-/* The u8 node of input k, with qparams (inputs ks, kz) equal to its own. */
-static int qop_input(onnx_imp *c, int k, int ks, int kz) {
-    onnx_val *v;
-    float s;
-    int32_t z;
-    if (imp_in(c, k, &v) != QL_OK || act_qparams(c, ks, kz, &s, &z) != QL_OK) return -1;
-    int u = u8_node(c, v, 1);
-    if (u < 0 || v->dq) { imp_unsupported(c, "the input must be a uint8 tensor"); return -1; }
-    if (c->g->nodes[u].out_scale != s || c->g->nodes[u].out_zero != z) {
-        imp_unsupported(c, "input qparams differ from those the tensor was quantized with");
-        return -1;
-    }
-    return u;
-}
-
-/* A weight given as integers plus scale / zero point inputs: a temporary dq-constant view. */
-static int qop_weight(onnx_imp *c, int kw, int ks, int kz, onnx_val *w) {
-    memset(w, 0, sizeof *w);
-    w->node = -1;
-    w->q = (ql_tensor *)imp_const(c, kw);
-    w->qscale = (ql_tensor *)imp_const(c, ks);
-    w->qzero = imp_has_in(c, kz) ? (ql_tensor *)imp_const(c, kz) : NULL;
-    w->qaxis = w->q && w->qscale && w->qscale->numel > 1 ? 0 : -1;
-    return w->q && w->qscale && w->qscale->dtype == QL_DTYPE_F32;
-}
-
-static ql_status op_qlinearconv(onnx_imp *c) {
-    int u = qop_input(c, 0, 1, 2);
-    if (u < 0) return QL_EUNSUPPORTED;
-    onnx_val w;
-    if (!qop_weight(c, 3, 4, 5, &w) || !s8_weight(&w, 0) || w.q->ndim != 4)
-        return imp_unsupported(c, "the weight must be an int8 constant with zero points 0 (qlab's symmetric weights)");
-    qtail t = {0};
-    QL_TRY(act_qparams(c, 6, 7, &t.s, &t.z));
-    t.hi = 255;
-    const ql_tensor *b = imp_has_in(c, 8) ? imp_const(c, 8) : NULL;
-    if (imp_has_in(c, 8) && (!b || b->dtype != QL_DTYPE_S32)) return imp_unsupported(c, "the bias must be an int32 constant");
-    ql_tensor *fb = NULL;
-    if (b) {   /* int32 at x_scale * w_scale -> float */
-        if (!(fb = ql_tensor_new(QL_DTYPE_F32, 1, &b->numel))) return QL_ENOMEM;
-        float xs = c->g->nodes[u].out_scale;
-        for (int64_t o = 0; o < b->numel; o++)
-            ql_f32(fb)[o] = (float)onnx_tensor_get(b, o) * xs * ql_f32(w.qscale)[w.qscale->numel == 1 ? 0 : o];
-    }
-    /* fuse_conv reads the bias as input 2: give it the float one through a temporary value */
-    ql_attrs a;
-    ql_attrs_default(&a);
-    a.out_ch = (int)w.q->shape[0];
-    a.kernel[0] = (int)w.q->shape[2];
-    a.kernel[1] = (int)w.q->shape[3];
-    a.groups = (int)onnx_attr_int(c->cur, "group", 1);
-    a.bias = fb != NULL;
-    ql_status st = imp_window(c, &c->g->nodes[u], 1, &a);
-    char base[300];
-    int idx = st == QL_OK ? imp_add(c, imp_base(c, c->cur->input[3], base, sizeof base), QL_OP_QCONV2D, &u, 1, &a) : -1;
-    if (st == QL_OK && idx < 0) st = QL_EINVAL;
-    ql_node *n = idx >= 0 ? &c->g->nodes[idx] : NULL;
-    if (st == QL_OK && n->params[0].value->numel != w.q->numel) st = imp_unsupported(c, "the weight does not match the input channels");
-    if (st == QL_OK) {
-        if (w.q->numel) memcpy(n->params[0].value->data, w.q->data, (size_t)w.q->numel);
-        fill_scales(ql_f32(n->params[1].value), w.qscale, a.out_ch);
-        if (fb) st = imp_copy_f32(c, &n->params[3], fb, "the bias");
-    }
-    ql_tensor_free(fb);
-    if (st != QL_OK) return st;
-    set_out(n, t.s, t.z, 0, 255);
-    strcpy(n->precision, "int8");
-    return imp_out(c, 0, idx, V_NCHW) ? QL_OK : QL_EFORMAT;
-}
-
-static ql_status op_qlinearmatmul(onnx_imp *c) {
-    int u = qop_input(c, 0, 1, 2);
-    if (u < 0) return QL_EUNSUPPORTED;
-    onnx_val w;
-    if (!qop_weight(c, 3, 4, 5, &w) || w.q->ndim != 2) return imp_unsupported(c, "B must be a 2-D int8 constant");
-    w.qaxis = w.qscale->numel > 1 ? 1 : -1;
-    if (!s8_weight(&w, 1)) return imp_unsupported(c, "B must be int8 with zero points 0 (qlab's symmetric weights)");
-    qtail t = {0};
-    QL_TRY(act_qparams(c, 6, 7, &t.s, &t.z));
-    t.hi = 255;
-    const Onnx__NodeProto *cur = c->cur;
-    t.q = cur;   /* the output is this node's own */
-    return fuse_linear(c, u, &w, 0, NULL, &t);
-}
-
-static ql_status op_qlinearadd(onnx_imp *c) {
-    int u = qop_input(c, 0, 1, 2), v = u < 0 ? -1 : qop_input(c, 3, 4, 5);
-    if (u < 0 || v < 0) return QL_EUNSUPPORTED;
-    qtail t = {0};
-    QL_TRY(act_qparams(c, 6, 7, &t.s, &t.z));
-    int in[2] = {u, v};
-    char base[300];
-    int idx = imp_add(c, imp_base(c, NULL, base, sizeof base), QL_OP_QADD, in, 2, NULL);
-    if (idx < 0) return QL_EINVAL;
-    set_out(&c->g->nodes[idx], t.s, t.z, 0, 255);
-    strcpy(c->g->nodes[idx].precision, "int8");
-    onnx_val *x = imp_find(c, c->cur->input[0]);
-    return imp_out(c, 0, idx, x->kind) ? QL_OK : QL_EFORMAT;
-}
-
-static ql_status op_qlineargap(onnx_imp *c) {
-    if (onnx_attr_int(c->cur, "channels_last", 0)) return imp_unsupported(c, "channels_last = 1");
-    int u = qop_input(c, 0, 1, 2);
-    if (u < 0) return QL_EUNSUPPORTED;
-    qtail t = {0};
-    QL_TRY(act_qparams(c, 3, 4, &t.s, &t.z));
-    char base[300];
-    int idx = imp_add(c, imp_base(c, NULL, base, sizeof base), QL_OP_QGLOBAL_AVGPOOL, &u, 1, NULL);
-    if (idx < 0) return QL_EINVAL;
-    set_out(&c->g->nodes[idx], t.s, t.z, 0, 255);
-    strcpy(c->g->nodes[idx].precision, "int8");
-    return imp_out(c, 0, idx, V_C11) ? QL_OK : QL_EFORMAT;
-}
-
-imp_fn imp_q_handler(const char *op, const char *domain) {
-    int std = !domain[0] || !strcmp(domain, "ai.onnx"), ms = !strcmp(domain, "com.microsoft");
-    if (std && !strcmp(op, "QuantizeLinear")) return op_quantize;
-    if (std && !strcmp(op, "DequantizeLinear")) return op_dequantize;
-    if (std && !strcmp(op, "QLinearConv")) return op_qlinearconv;
-    if (std && !strcmp(op, "QLinearMatMul")) return op_qlinearmatmul;
-    if ((std || ms) && !strcmp(op, "QLinearAdd")) return op_qlinearadd;
-    if (ms && !strcmp(op, "QLinearGlobalAveragePool")) return op_qlineargap;
+imp_fn imp_qdq_handler(const char *op, const char *domain) {
+    if (domain[0] && strcmp(domain, "ai.onnx")) return NULL;
+    if (!strcmp(op, "QuantizeLinear")) return op_quantize;
+    if (!strcmp(op, "DequantizeLinear")) return op_dequantize;
     return NULL;
 }
