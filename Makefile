@@ -6,18 +6,23 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
 OPT      ?= -O2 -g
 CFLAGS   += -std=gnu11 $(OPT) -ffp-contract=off $(WARN) -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
-LDLIBS   += $(PKG_LIBS) -lncursesw -lz -lm -fopenmp
+LDLIBS   += $(PKG_LIBS) -lprotobuf-c -lncursesw -lz -lm -fopenmp
 BUILD    ?= build
+# ONNX: protobuf-c code generated from Debian's onnx.proto (libonnx-dev) into the build tree.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+GEN      := $(BUILD)/gen
+CFLAGS   += -I$(GEN)
+ONNX_TESTDATA ?= /usr/share/libonnx-testdata/data/node
 
 ENGINE_SRC := $(wildcard src/core/*.c src/ops/*.c src/qops/*.c src/graph/*.c src/quant/*.c \
                          src/train/*.c src/io/*.c src/bench/*.c)
 FRONT_SRC  := $(wildcard src/lua/*.c src/tui/*.c) src/main.c
 TEST_SRC   := $(wildcard tests/c/*.c)
-ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test asan asan-build clean setup bench bench-qgemm fuzz fuzz-smoke
+.PHONY: all run test asan asan-build clean setup bench bench-qgemm fuzz fuzz-smoke onnx-conformance ort
 all: qlab
 
 qlab: $(FRONT_OBJ) $(BUILD)/libqlab.a
@@ -33,6 +38,16 @@ $(BUILD)/test_c: $(TEST_OBJ) $(BUILD)/libqlab.a
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c
+	$(CC) $(filter-out -Wmissing-prototypes,$(CFLAGS)) -c $< -o $@
+
+# Sources that include the generated header wait for it.
+$(filter $(BUILD)/src/io/onnx_%.o,$(ENGINE_OBJ)): | $(GEN)/onnx.pb-c.h
 
 setup:
 	@scripts/setup.sh
@@ -100,6 +115,17 @@ fuzz: setup $(FUZZERS:%=build-fuzz/fuzz_%)
 # A few seconds per reader, for CI.
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_S=5
+
+# ONNX's own backend node tests (libonnx-testdata): pass / fail / unsupported per test.
+$(BUILD)/onnx_conformance: $(BUILD)/scripts/onnx_conformance.o $(BUILD)/libqlab.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libqlab.a $(LDLIBS)
+
+onnx-conformance: $(BUILD)/onnx_conformance
+	$(BUILD)/onnx_conformance $(ONNX_TESTDATA)
+
+# ONNX Runtime (npm's onnxruntime-node) under .ort/, for scripts/ort_compare.
+ort:
+	@scripts/setup.sh --ort
 
 clean:
 	rm -rf build build-asan build-fuzz qlab qlab-asan

@@ -1,8 +1,16 @@
 /* Model userdata: a ql_graph. qlab.load, m:save, m:clone, m:nodes,
  * m:forward, m:param / m:set_param, m:load_state_dict, m:size_bytes. */
 #include <string.h>
+#include <strings.h>
 #include "lqlab.h"
 #include "qlab/model_file.h"
+#include "qlab/onnx.h"
+
+/* A path ending in ".onnx" (any case) is an ONNX file, anything else a .qlm. */
+static int is_onnx(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && !strcasecmp(path + n - 5, ".onnx");
+}
 
 l_model *lq_push_model(lua_State *L, ql_graph *g) {
     l_model *u = lua_newuserdatauv(L, sizeof *u, 1);
@@ -18,16 +26,30 @@ ql_graph *lq_check_model(lua_State *L, int idx) {
     return u->g;
 }
 
+/* qlab.load(path [, {simulate = bool}]): .onnx (simulate: QDQ on FP32 ops, no INT8 kernels) or .qlm */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    static const char *const keys[] = {"simulate", NULL};
+    lq_check_keys(L, 2, "load", keys);
+    ql_onnx_import o = {.simulate = lq_opt_bool(L, 2, "simulate", 0)};
     ql_graph *g;
-    LQ_TRY(L, ql_model_load(path, &g));
+    LQ_TRY(L, is_onnx(path) ? ql_onnx_load(path, &g, &o) : ql_model_load(path, &g));
     lq_push_model(L, g);
     return 1;
 }
 
+/* m:save(path [, {all_outputs = bool, keep_fusable = bool}]): .onnx (FP32, or QDQ when quantized) or .qlm */
 static int l_save(lua_State *L) {
-    LQ_TRY(L, ql_model_save(lq_check_model(L, 1), luaL_checkstring(L, 2)));
+    const char *path = luaL_checkstring(L, 2);
+    if (is_onnx(path)) {
+        static const char *const keys[] = {"all_outputs", "keep_fusable", NULL};
+        lq_check_keys(L, 3, "save", keys);
+        ql_onnx_export o = {.all_outputs = lq_opt_bool(L, 3, "all_outputs", 0),
+                            .keep_fusable = lq_opt_bool(L, 3, "keep_fusable", 0)};
+        LQ_TRY(L, ql_onnx_save(lq_check_model(L, 1), path, &o));
+    } else {
+        LQ_TRY(L, ql_model_save(lq_check_model(L, 1), path));
+    }
     lua_settop(L, 1);
     return 1;
 }

@@ -1,0 +1,42 @@
+#!/bin/sh
+# ONNX Runtime on qlab's exports: small_cnn FP32, its static PTQ in QDQ form and the
+# LSTM give the same top-1 in ORT as in qlab (within 0.1 point) on the first 2,000
+# test images.
+# Skipped with a message where ORT (make ort: npm's onnxruntime-node under .ort/) is missing.
+cd "$(dirname "$0")/../.." || exit 2
+QLAB=${QLAB:-./qlab}
+passed=0; failed=0
+if ! command -v node >/dev/null 2>&1 || [ ! -f .ort/node_modules/onnxruntime-node/package.json ]; then
+    echo "SKIP test_onnx_ort: ONNX Runtime is not installed (make ort)"
+    echo "0 passed, 0 failed"; exit 0
+fi
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cat > "$tmp/ptq.lua" <<'LUA'
+local qlab = require "qlab"
+qlab.seed(0)
+local dir = arg[1]
+local m = qlab.load("data/models/small_cnn_fmnist.qlm")
+m:save(dir .. "/fp32.onnx")
+qlab.load("data/models/lstm_fmnist.qlm"):save(dir .. "/lstm.onnx")
+m:fuse()
+m:prepare{default = qlab.qconfig.default()}
+qlab.calibrate(m, qlab.data.fashion_mnist{split = "train"}:loader{batch = 32, shuffle = true, batches = 20})
+m:convert()
+m:save(dir .. "/int8.onnx")
+LUA
+if ! "$QLAB" --script "$tmp/ptq.lua" "$tmp"; then
+    echo "FAIL test_onnx_ort: making the models"; echo "0 passed, 1 failed"; exit 1
+fi
+for m in fp32 int8 lstm; do
+    if scripts/ort_compare "$tmp/$m.onnx" --n 2000 --no-time --qlab "$QLAB" --json "$tmp/$m.json" >"$tmp/$m.log" 2>&1 &&
+       node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1]));
+                const d = Math.abs(r.ort.top1 - r.qlab.top1);
+                console.log(`  ${process.argv[2]}: ORT ${r.ort.top1.toFixed(2)} %, qlab ${r.qlab.top1.toFixed(2)} %`);
+                process.exit(d <= 0.1 ? 0 : 1)' "$tmp/$m.json" "$m"; then
+        echo "ok   $m: same top-1 in ORT and qlab"; passed=$((passed + 1))
+    else
+        echo "FAIL $m: ORT and qlab top-1 differ by more than 0.1 point"; cat "$tmp/$m.log"; failed=$((failed + 1))
+    fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
