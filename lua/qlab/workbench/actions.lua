@@ -443,7 +443,7 @@ local function fmt_eval(r)
   local s = string.format("top-1 %.2f %%, top-5 %.2f %% on %d images", r.top1, r.top5, r.n)
   for k, v in pairs(r) do
     if k ~= "top1" and k ~= "top5" and k ~= "n" and k ~= "loss" then
-      s = s .. string.format(", %s %s", k, type(v) == "number" and string.format("%.4g", v) or tostring(v))
+      s = s .. string.format(", %s %s", k, type(v) == "number" and string.format("%.4g", v) or pretty.pretty(v))
     end
   end
   return s
