@@ -89,7 +89,7 @@ bench-qgemm: $(BUILD)/bench_qgemm
 # build-fuzz/corpus/<reader>; a crash leaves crash-* in build-fuzz/ (commit it
 # under tests/fuzz/regress/<reader>/ once fixed). `make test` replays seeds and
 # regressions through the same harnesses built with $(CC) (tests/sh/test_fuzz_replay.sh).
-FUZZERS     := qlm graph_json idx cifar
+FUZZERS     := qlm graph_json idx cifar onnx
 FUZZ_S      ?= 60
 FUZZ_OPT    := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-pass-failed
 FUZZ_COMMON := tests/fuzz/fuzz_file.c

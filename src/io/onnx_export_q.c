@@ -2,6 +2,7 @@
  * kernels: DequantizeLinear -> float op -> QuantizeLinear around conv,
  * linear, add, global average pool and relu; weights s8 per output channel
  * (DequantizeLinear axis 0), bias s32 at scale x_scale * w_scale (axis 0);
+ * a conv / linear with f32 output (f32_out) ends at its float op;
  * max pool and flatten run on the uint8 tensor itself. A u8 output whose
  * codes stay below 255 (7-bit activations) says so in its QuantizeLinear's
  * doc_string ("qlab codes 0..127", which qlab's importer reads back) and,
@@ -66,6 +67,10 @@ static const char *dq_weight(onnx_ex *e, const ql_node *n) {
 
 static const char *dq_bias(onnx_ex *e, const ql_node *n) {
     if (!n->a.bias) return NULL;
+    if (n->a.f32_out) {   /* the f32 epilogue adds the float bias itself: keep it float, unrounded */
+        int64_t oc = n->params[3].value->numel;
+        return ex_init_f32(e, n->params[3].name, 1, &oc, ql_f32(n->params[3].value));
+    }
     float xs = e->g->nodes[n->inputs[0]].out_scale, *sw = ql_f32(n->params[1].value), *b = ql_f32(n->params[3].value);
     int64_t oc = n->params[3].value->numel;
     int32_t *bq = ex_alloc(e, sizeof(int32_t) * (size_t)oc), *zp = ex_alloc(e, sizeof(int32_t) * (size_t)oc);
@@ -84,7 +89,8 @@ static const char *dq_bias(onnx_ex *e, const ql_node *n) {
 ql_status ex_quant_node(onnx_ex *e, int i) {
     const ql_node *n = &e->g->nodes[i];
     const char *x = e->vname[n->inputs[0]], *y = e->vname[i];
-    const char *f = ex_fmt(e, "%s.f32", n->name), *pre = n->a.act ? ex_fmt(e, "%s.preact", n->name) : f;
+    /* f32_out (a conv / linear only FP32 nodes read): its float result is the value itself, no QuantizeLinear */
+    const char *f = n->a.f32_out ? y : ex_fmt(e, "%s.f32", n->name), *pre = n->a.act ? ex_fmt(e, "%s.preact", n->name) : f;
     Onnx__NodeProto *o = NULL;
     switch (n->op) {
     case QL_OP_QUANTIZE: q(e, i, x); return e->oom ? QL_ENOMEM : QL_OK;
@@ -134,6 +140,6 @@ ql_status ex_quant_node(onnx_ex *e, int i) {
         return ql_error(QL_EUNSUPPORTED, "export: node '%s' (%s) has no ONNX form", n->name, ql_op_name(n->op));
     }
     if (n->a.act) ex_act(e, n->a.act, ex_fmt(e, "%s.act", n->name), pre, f);
-    q(e, i, f);
+    if (!n->a.f32_out) q(e, i, f);
     return e->oom || !o ? QL_ENOMEM : QL_OK;
 }

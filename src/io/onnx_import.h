@@ -79,7 +79,8 @@ typedef ql_status (*imp_fn)(onnx_imp *c);
 /* The end of a fused pattern: [bias Add] [Relu | Clip] QuantizeLinear. */
 typedef struct {
     int act;                       /* QL_ACT_* folded from a Relu / Clip before the Q */
-    const Onnx__NodeProto *q;      /* the QuantizeLinear closing the pattern */
+    const Onnx__NodeProto *q;      /* the QuantizeLinear closing the pattern; NULL: a float tail
+                                      (conv / linear with f32 output, attr f32_out) */
     int chain[4], nchain;          /* gp->node indices taken */
     const ql_tensor *bias;         /* MatMul: the Add's constant */
     float s;

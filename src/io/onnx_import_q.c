@@ -202,8 +202,9 @@ static int act_of(onnx_imp *c, const Onnx__NodeProto *n) {
     return lo == 0 && hi == 6 ? QL_ACT_RELU6 : lo == 0 && hi >= 1e30 ? QL_ACT_RELU : 0;
 }
 
-/* From the current node's output: [Add bias] [Relu|Clip] QuantizeLinear, each the sole consumer. */
-static int find_tail(onnx_imp *c, int want_bias, int want_act, imp_qtail *t) {
+/* From the current node's output: [Add bias] [Relu|Clip] QuantizeLinear, each the sole consumer.
+ * float_ok: a conv / linear may end without the QuantizeLinear (t->q NULL): it writes f32. */
+static int find_tail(onnx_imp *c, int want_bias, int want_act, int float_ok, imp_qtail *t) {
     memset(t, 0, sizeof *t);
     const char *out = c->cur->output[0];
     int j = imp_sole_consumer(c, out);
@@ -225,7 +226,11 @@ static int find_tail(onnx_imp *c, int want_bias, int want_act, imp_qtail *t) {
         out = n->output[0];
         n = node_at(c, j = imp_sole_consumer(c, out));
     }
-    if (!is_op(n, "QuantizeLinear") || strcmp(n->input[0], out)) return 0;
+    if (!is_op(n, "QuantizeLinear") || strcmp(n->input[0], out)) {
+        if (!float_ok || (t->nchain && is_op(node_at(c, t->chain[t->nchain - 1]), "Clip") && !t->act)) return 0;
+        t->q = NULL;   /* the float result is the value: what qlab's export writes for f32_out */
+        return 1;
+    }
     const ql_tensor *ts = const_in(c, n, 1), *tz = n->n_input > 2 && n->input[2][0] ? const_in(c, n, 2) : NULL;
     if (!ts || ts->numel != 1 || ts->dtype != QL_DTYPE_F32 || !(ql_f32(ts)[0] > 0)) return 0;
     if ((n->n_input > 2 && n->input[2][0] && !tz) || (tz && (tz->dtype != QL_DTYPE_U8 || tz->numel != 1))) return 0;
@@ -240,11 +245,11 @@ static int find_tail(onnx_imp *c, int want_bias, int want_act, imp_qtail *t) {
 /* Takes the tail's nodes and defines the Q output as node idx. */
 static ql_status close_tail(onnx_imp *c, const imp_qtail *t, int idx, onnx_vkind kind) {
     ql_node *n = &c->g->nodes[idx];
-    imp_set_out(n, t->s, t->z, t->lo, t->hi);
+    if (t->q) imp_set_out(n, t->s, t->z, t->lo, t->hi);
     strcpy(n->precision, "int8");
     for (int k = 0; k < t->nchain; k++) c->done[t->chain[k]] = 1;
     const Onnx__NodeProto *cur = c->cur;
-    c->cur = t->q;
+    c->cur = t->q ? t->q : t->nchain ? node_at(c, t->chain[t->nchain - 1]) : cur;
     onnx_val *v = imp_out(c, 0, idx, kind);
     c->cur = cur;
     return v ? QL_OK : QL_EFORMAT;
@@ -260,6 +265,7 @@ static ql_status fuse_conv(onnx_imp *c, int u, const onnx_val *w, const imp_qtai
     a.groups = (int)onnx_attr_int(c->cur, "group", 1);
     a.bias = b != NULL;
     a.act = t->act;
+    a.f32_out = t->q == NULL;
     QL_TRY(imp_window(c, &c->g->nodes[u], 1, &a));
     char base[300];
     int idx = imp_add(c, imp_base(c, c->cur->input[1], base, sizeof base), QL_OP_QCONV2D, &u, 1, &a);
@@ -282,6 +288,7 @@ ql_status imp_fuse_linear(onnx_imp *c, int u, const onnx_val *w, int trans_b, co
     a.out_ch = (int)out;
     a.bias = b != NULL;
     a.act = t->act;
+    a.f32_out = t->q == NULL;
     char base[300];
     int idx = imp_add(c, imp_base(c, c->cur->input[1], base, sizeof base), QL_OP_QLINEAR, &u, 1, &a);
     if (idx < 0) return QL_EINVAL;
@@ -357,7 +364,7 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
     if (is_op(n, "Conv") && x->kind == V_NCHW) {
         onnx_val *w = imp_has_in(c, 1) ? imp_find(c, n->input[1]) : NULL;
         const ql_tensor *b = imp_has_in(c, 2) ? imp_const(c, 2) : NULL;
-        if (!imp_s8_weight(w, 0) || w->q->ndim != 4 || (imp_has_in(c, 2) && !b) || !find_tail(c, 0, 1, &t)) return 0;
+        if (!imp_s8_weight(w, 0) || w->q->ndim != 4 || (imp_has_in(c, 2) && !b) || !find_tail(c, 0, 1, 1, &t)) return 0;
         *st = fuse_conv(c, u, w, &t);
         return 1;
     }
@@ -368,14 +375,14 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
         if (gemm && (onnx_attr_int(n, "transA", 0) || onnx_attr_float(n, "alpha", 1) != 1 ||
                      onnx_attr_float(n, "beta", 1) != 1 || (imp_has_in(c, 2) && !b)))
             return 0;
-        if (!imp_s8_weight(w, tb ? 0 : 1) || w->q->ndim != 2 || !find_tail(c, !gemm, 1, &t)) return 0;
+        if (!imp_s8_weight(w, tb ? 0 : 1) || w->q->ndim != 2 || !find_tail(c, !gemm, 1, 1, &t)) return 0;
         *st = imp_fuse_linear(c, u, w, tb, gemm ? b : t.bias, &t);
         return 1;
     }
     if (is_op(n, "Add")) {
         onnx_val *y = imp_has_in(c, 1) ? imp_find(c, n->input[1]) : NULL;
         int u2 = imp_u8_node(c, y, 0);
-        if (u2 < 0 || y->kind != x->kind || !find_tail(c, 0, 1, &t)) return 0;
+        if (u2 < 0 || y->kind != x->kind || !find_tail(c, 0, 1, 0, &t)) return 0;
         ql_attrs_default(&a);
         a.act = t.act;
         int in[2] = {u, u2};
@@ -385,14 +392,14 @@ int imp_try_fused(onnx_imp *c, ql_status *st) {
         return 1;
     }
     if (is_op(n, "GlobalAveragePool") && x->kind == V_NCHW) {
-        if (!find_tail(c, 0, 0, &t)) return 0;
+        if (!find_tail(c, 0, 0, 0, &t)) return 0;
         char base[300];
         int idx = imp_add(c, imp_base(c, NULL, base, sizeof base), QL_OP_QGLOBAL_AVGPOOL, &u, 1, NULL);
         *st = idx < 0 ? QL_EINVAL : close_tail(c, &t, idx, V_C11);
         return 1;
     }
     if (act_of(c, n) || is_op(n, "MaxPool") || is_op(n, "Flatten")) {
-        if (!find_tail(c, 0, 0, &t) || !same_qp(&c->g->nodes[u], &t)) return 0;
+        if (!find_tail(c, 0, 0, 0, &t) || !same_qp(&c->g->nodes[u], &t)) return 0;
         if (act_of(c, n)) {
             ql_attrs_default(&a);
             a.act = act_of(c, n);

@@ -7,7 +7,7 @@
 cd "$(dirname "$0")/../.." || exit 2
 BUILD=${QLAB_BUILD:-build}
 passed=0; failed=0
-for r in qlm graph_json idx cifar; do
+for r in qlm graph_json idx cifar onnx; do
     bin=$BUILD/fuzz_replay_$r
     if [ ! -x "$bin" ]; then echo "FAIL $r: $bin not built"; failed=$((failed + 1)); continue; fi
     out=$("$bin" tests/fuzz/corpus/$r tests/fuzz/regress/$r 2>&1); rc=$?
