@@ -52,7 +52,7 @@ $(filter $(BUILD)/src/io/onnx_%.o,$(ENGINE_OBJ)): | $(GEN)/onnx.pb-c.h
 setup:
 	@scripts/setup.sh
 
-# Opens the workbench (headless demo until the TUI lands).
+# Opens the workbench on the shipped ResNet-18.
 run: setup
 	@$(MAKE) --no-print-directory qlab
 	./qlab

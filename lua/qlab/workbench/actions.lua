@@ -259,9 +259,10 @@ local function qconfig_of(p)
       return qlab.qconfig.per_tensor(), "qlab.qconfig.per_tensor()"
     end
   end
-  local aopt = p.obs == "histogram" and {bins = 2048, reduce_range = true} or {reduce_range = true}
+  -- 8-bit activations, as qconfig.default() (accuracy first; qconfig.fast_7bit() is the 7-bit one)
+  local aopt = p.obs == "histogram" and {bins = 2048} or {}
   local wopt = {dtype = "s8", symmetric = true, per_channel = p.gran == "per_channel", bits = w4 and 4 or nil}
-  local acode = p.obs == "histogram" and "{bins = 2048, reduce_range = true}" or "{reduce_range = true}"
+  local acode = p.obs == "histogram" and "{bins = 2048}" or "{}"
   local wcode = string.format("{dtype = \"s8\", symmetric = true, per_channel = %s%s}", tostring(p.gran == "per_channel"),
                               w4 and ", bits = 4" or "")
   return qlab.qconfig{activation = qlab.observer[p.obs](aopt), weight = qlab.observer.minmax(wopt)},
