@@ -22,7 +22,7 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test asan asan-build clean setup bench bench-qgemm fuzz fuzz-smoke onnx-conformance ort
+.PHONY: all run test asan asan-build clean setup bench bench-qgemm fuzz fuzz-setup fuzz-smoke onnx-conformance ort
 all: qlab
 
 qlab: $(FRONT_OBJ) $(BUILD)/libqlab.a
@@ -103,7 +103,10 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON) tests/fuzz/fuzz.h
 	clang -std=gnu11 $(FUZZ_OPT) -fsanitize=fuzzer -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -o $@ $(filter %.c,$^) \
 	    build-fuzz/libqlab.a $(LDLIBS)
 
-fuzz: setup $(FUZZERS:%=build-fuzz/fuzz_%)
+fuzz-setup:
+	@scripts/setup.sh --fuzz
+
+fuzz: fuzz-setup $(FUZZERS:%=build-fuzz/fuzz_%)
 	@for f in $(FUZZERS); do \
 	    mkdir -p build-fuzz/corpus/$$f; \
 	    echo "== fuzz $$f for $(FUZZ_S) s"; \

@@ -4,8 +4,10 @@
 # Then, where npm is available, ONNX Runtime (npm's onnxruntime-node) under
 # .ort/ for scripts/ort_compare and its test (skipped with a message when the
 # registry is unreachable; --ort makes that an error). qlab never needs Node.
+# --fuzz adds what `make fuzz` needs: clang with libFuzzer and its OpenMP.
 set -e
 ORT_ONLY=0; [ "$1" = "--ort" ] && ORT_ONLY=1
+EXTRA=""; [ "$1" = "--fuzz" ] && EXTRA="clang libclang-rt-14-dev libomp-14-dev"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 install_ort() {
@@ -29,7 +31,7 @@ install_ort() {
 if [ $ORT_ONLY -eq 1 ]; then install_ort; exit $?; fi
 PKGS="gcc make pkg-config libopenblas-openmp-dev liblua5.4-dev libncurses-dev \
 libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libprotobuf-c-dev protobuf-c-compiler \
-libonnx-dev libonnx-testdata"
+libonnx-dev libonnx-testdata $EXTRA"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
