@@ -5,8 +5,11 @@
 #include "qlab/alloc.h"
 #include "qlab/graph.h"
 #include "qlab/onnx.h"
+#include "qlab/threads.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int once;
+    if (!once) { ql_threads_set(1); once = 1; }   /* one thread: an OpenMP team per input is all overhead here */
     ql_graph *g = NULL;
     ql_mem_set_budget((int64_t)256 << 20);
     ql_status st = ql_onnx_load_mem(data, size, &g, NULL);
