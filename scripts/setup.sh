@@ -1,9 +1,10 @@
 #!/bin/sh
-# Installs the Debian packages qlab needs, only those missing.
+# Installs the Debian packages qlab needs, only those missing
+# (libxml2-utils: xmllint, which the tests use on the report's SVG charts).
 # As root it runs apt-get; otherwise it names the packages and stops.
 set -e
 PKGS="gcc make pkg-config libopenblas-openmp-dev liblua5.4-dev libncurses-dev \
-libcjson-dev zlib1g-dev dataset-fashion-mnist tmux"
+libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libxml2-utils"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -9,7 +9,8 @@
 --        gpu, variants = {{name, status, error, accuracy, size, macs, memory, latency, breakdown}}}
 -- A model given as a function is built inside the suite, so a variant that fails to build is
 -- recorded as failed with its error, as is one that fails to run; the others go on.
--- Latency is interleaved: for every threads x batch configuration, `rounds` rounds run each
+-- kinds = {name = "dynamic", ...} (or kind = in an array entry) says what a variant is (M.guess_kind
+-- otherwise). Latency is interleaved: for every threads x batch configuration, `rounds` rounds run each
 -- variant in turn (A B C A B C ...) for runs / rounds timed passes, so drift and the load of a
 -- shared machine hit every variant alike; percentiles come from all the samples.
 -- Accuracy is qlab.evaluate with the reference (PyTorch's top-1 rule, ties, agreement).
@@ -28,7 +29,7 @@ M.SCHEMA = "qlab.bench/1"
 M.GPU = "no GPU backend in this build"
 
 local option_keys = {"models", "data", "reference", "name", "batch_sizes", "threads", "runs", "rounds",
-                     "warmup", "profile_runs", "peak", "quick", "progress", "quiet", "notes", "failed"}
+                     "warmup", "profile_runs", "peak", "quick", "progress", "quiet", "notes", "failed", "kinds"}
 
 local function check_opts(o)
   if type(o) ~= "table" then error("bench: give a table of options", 3) end
@@ -50,7 +51,7 @@ local function variant_list(models, reference)
       if type(v) ~= "table" or type(v[1]) ~= "string" then
         error("bench: models[" .. i .. "] must be {name, model}", 3)
       end
-      list[#list + 1] = {name = v[1], build = v[2]}
+      list[#list + 1] = {name = v[1], build = v[2], kind = v.kind}
     end
   else
     for name, v in pairs(models) do list[#list + 1] = {name = tostring(name), build = v} end
@@ -60,6 +61,23 @@ local function variant_list(models, reference)
     if v.name == reference and i > 1 then table.remove(list, i); table.insert(list, 1, v); break end
   end
   return list
+end
+
+-- What a variant is, from its name when not given: fp32 (the reference), static,
+-- static_per_tensor, dynamic, f16, bf16, qat, w4a8, qat_w4a8, mixed, other. The report's
+-- recommendations compare kinds (dynamic vs static, per-tensor vs per-channel).
+function M.guess_kind(name, reference)
+  local n = name:lower()
+  if name == reference or n == "fp32" then return "fp32" end
+  if n:find("mixed", 1, true) or n:find("greedy", 1, true) then return "mixed" end
+  if n:find("qat", 1, true) then return n:find("w4", 1, true) and "qat_w4a8" or "qat" end
+  if n:find("w4a8", 1, true) then return "w4a8" end
+  if n:find("dyn", 1, true) then return "dynamic" end
+  if n:find("bf16", 1, true) then return "bf16" end
+  if n:find("f16", 1, true) then return "f16" end
+  if n:find("per[_%- ]?tensor") then return "static_per_tensor" end
+  if n:find("ptq", 1, true) or n:find("int8", 1, true) or n:find("static", 1, true) then return "static" end
+  return "other"
 end
 
 local function percentile(sorted, q)   -- the rule of qlab.time_forward: nearest rank on (n - 1)
@@ -212,7 +230,8 @@ function M.bench(opts)
   -- build every variant; a failure is a result
   local ref_model
   for _, v in ipairs(list) do
-    local r = {name = v.name, status = "ok", note = opts.notes and opts.notes[v.name] or nil, gpu = M.GPU}
+    local r = {name = v.name, status = "ok", note = opts.notes and opts.notes[v.name] or nil, gpu = M.GPU,
+               kind = v.kind or (opts.kinds and opts.kinds[v.name]) or M.guess_kind(v.name, reference)}
     if v.preset_error then
       r.status, r.error = "failed", v.preset_error
     else
