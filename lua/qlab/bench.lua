@@ -4,7 +4,9 @@
 --              batch_sizes = {1, 64}, threads = {1, 2}, runs = 60, rounds = 5, warmup = 3,
 --              profile_runs = 10, peak = qlab.peak() result, quick = false,
 --              progress = function(done, total, label) return cancel end | false, quiet = false,
---              notes = {name = "text"}, failed = {name = "error"}}
+--              notes = {name = "text"}, failed = {name = "error"}, skipped = {name = "reason"}}
+--   runs may be a table by batch size ({[1] = 100, [64] = 20}); a variant that does not apply
+--   is given in `skipped` with the reason and appears with status "skipped".
 --     -> a suite (docs/report.md has the schema): {schema, name, machine, peak, config, reference,
 --        gpu, variants = {{name, status, error, accuracy, size, macs, memory, latency, breakdown}}}
 -- A model given as a function is built inside the suite, so a variant that fails to build is
@@ -29,7 +31,8 @@ M.SCHEMA = "qlab.bench/1"
 M.GPU = "no GPU backend in this build"
 
 local option_keys = {"models", "data", "reference", "name", "batch_sizes", "threads", "runs", "rounds",
-                     "warmup", "profile_runs", "peak", "quick", "progress", "quiet", "notes", "failed", "kinds"}
+                     "warmup", "profile_runs", "peak", "quick", "progress", "quiet", "notes", "failed", "kinds",
+                     "skipped"}
 
 local function check_opts(o)
   if type(o) ~= "table" then error("bench: give a table of options", 3) end
@@ -206,8 +209,14 @@ function M.bench(opts)
   local batch_sizes = opts.batch_sizes or (quick and {1, 8} or {1, 64})
   local threads = opts.threads or (quick and {1} or {1, 2})
   local rounds = opts.rounds or (quick and 2 or 5)
-  local runs = math.max(rounds, opts.runs or (quick and 6 or 60))
-  local per_round = math.max(1, runs // rounds)
+  local function per_round(b)
+    local n = opts.runs
+    if type(n) == "table" then n = n[b] end
+    n = math.max(rounds, n or (quick and 6 or 60))
+    return math.max(1, n // rounds)
+  end
+  local runs_cfg = {}
+  for _, b in ipairs(batch_sizes) do runs_cfg[#runs_cfg + 1] = per_round(b) * rounds end
   local warmup = opts.warmup or (quick and 1 or 3)
   local profile_runs = opts.profile_runs or (quick and 2 or 10)
   local reference = opts.reference or "fp32"
@@ -220,19 +229,25 @@ function M.bench(opts)
   local suite = {schema = M.SCHEMA, name = opts.name or "model", created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
                  machine = machine, peak = {levels = peak.levels, seconds = peak.seconds, basis = basis},
                  reference = reference, gpu = M.GPU,
-                 config = {batch_sizes = batch_sizes, threads = threads, runs = per_round * rounds,
+                 config = {batch_sizes = batch_sizes, threads = threads, runs = runs_cfg,
                            rounds = rounds, warmup = warmup, profile_runs = profile_runs, quick = quick and true or false},
                  variants = {}}
   local list = variant_list(opts.models, reference)
   local failed_in = opts.failed or {}
-  for name, err in pairs(failed_in) do list[#list + 1] = {name = name, preset_error = tostring(err)} end
+  local extra = {}
+  for name, err in pairs(failed_in) do extra[#extra + 1] = {name = name, preset_error = tostring(err)} end
+  for name, why in pairs(opts.skipped or {}) do extra[#extra + 1] = {name = name, skip = tostring(why)} end
+  table.sort(extra, function(a, b) return a.name < b.name end)
+  for _, v in ipairs(extra) do list[#list + 1] = v end
 
   -- build every variant; a failure is a result
   local ref_model
   for _, v in ipairs(list) do
     local r = {name = v.name, status = "ok", note = opts.notes and opts.notes[v.name] or nil, gpu = M.GPU,
                kind = v.kind or (opts.kinds and opts.kinds[v.name]) or M.guess_kind(v.name, reference)}
-    if v.preset_error then
+    if v.skip then
+      r.status, r.reason = "skipped", v.skip
+    elseif v.preset_error then
       r.status, r.error = "failed", v.preset_error
     else
       local ok, m = pcall(function()
@@ -303,7 +318,7 @@ function M.bench(opts)
       for round = 1, rounds do
         for _, v in ipairs(live()) do
           local label = string.format("b%d t%d round %d/%d  %s", b, th, round, rounds, v.name)
-          local ok, ms = pcall(core._bench_samples, v.model, make_input(v.model, b, inputs), per_round,
+          local ok, ms = pcall(core._bench_samples, v.model, make_input(v.model, b, inputs), per_round(b),
                                round == 1 and warmup or 1, label, function() draw(done, total, label) end)
           if ok then
             local s = samples[v] or {}
@@ -355,7 +370,7 @@ function M.bench(opts)
       r.size.reduction = r.size.bytes > 0 and ref.size.bytes / r.size.bytes or nil
     end
     if r.status ~= "ok" then
-      r.latency, r.breakdown, r.memory = nil, nil, nil
+      r.latency, r.breakdown, r.memory, r.accuracy, r.size, r.macs, r.precision = nil, nil, nil, nil, nil, nil, nil
     end
   end
   done = total

@@ -43,7 +43,7 @@ local breakdown = obj({batch = int, threads = int, total_ms = num,
 local variant = obj({
   name = str, kind = {type = "string", enum = {"fp32", "static", "static_per_tensor", "dynamic", "f16", "bf16", "qat",
                                                "w4a8", "qat_w4a8", "mixed", "other"}},
-  status = {type = "string", enum = {"ok", "failed"}}, error = str, note = str, gpu = str,
+  status = {type = "string", enum = {"ok", "failed", "skipped"}}, error = str, reason = str, note = str, gpu = str,
   accuracy = obj({top1 = num, top5 = num, loss = num, n = int, ties = int, agree = num, ref_top1 = num, drop = num,
                   lost = int, gained = int}, {"top1", "n", "ties"}),
   size = obj({bytes = int, file_bytes = int, params = int, reduction = num}, {"bytes", "file_bytes", "params"}),
@@ -52,10 +52,11 @@ local variant = obj({
   memory = arr(memory), latency = arr(latency), breakdown = arr(breakdown),
 }, {"name", "kind", "status", "gpu"}, {
   when = {{key = "status", value = "ok", required = {"size", "macs", "memory", "latency", "breakdown"}},
-          {key = "status", value = "failed", required = {"error"}}}})
+          {key = "status", value = "failed", required = {"error"}},
+          {key = "status", value = "skipped", required = {"reason"}}}})
 local suite = obj({
   schema = {type = "string", const = "qlab.bench/1"}, name = str, created = str, reference = str, gpu = str,
-  config = obj({batch_sizes = arr(int), threads = arr(int), runs = int, rounds = int, warmup = int,
+  config = obj({batch_sizes = arr(int), threads = arr(int), runs = arr(int), rounds = int, warmup = int,
                 profile_runs = int, quick = bool}, {"batch_sizes", "threads", "runs", "rounds", "warmup", "quick"}),
   variants = arr(variant),
 }, {"schema", "name", "reference", "config", "variants"})
@@ -340,7 +341,7 @@ function M.charts(s, opts)
   local bars = {}
   for _, v in ipairs(vs) do
     bars[#bars + 1] = {name = v.name, value = v.size.bytes / 1e6,
-                       label = string.format("%.2f MB%s", v.size.bytes / 1e6,
+                       label = string.format("%s%s", mb(v.size.bytes),
                          v.size.reduction and v.size.reduction ~= 1 and string.format(" (%.1fx)", v.size.reduction) or "")}
   end
   if #bars > 0 then
@@ -430,6 +431,7 @@ function M.document(results, opts)
             if v.name == e.variant then
               row.ours.status = v.status
               row.ours.error = v.error
+              row.ours.reason = v.reason
               if v.status == "ok" then
                 row.ours.drop = v.accuracy and v.accuracy.drop
                 row.ours.speedup = lat(v, c1) and lat(v, c1).speedup
@@ -466,7 +468,8 @@ local function summary_rows(s)
         n.peak_fraction and string.format("%.0f %%", 100 * n.peak_fraction) or "-", mb(v.size.bytes), mb(v.size.file_bytes),
         x_(v.size.reduction), mb(m.alloc_peak_bytes), v.gpu}
     else
-      rows[#rows + 1] = {v.name, v.kind, "**failed**: " .. tostring(v.error):gsub("[\n|]", " "), "", "", "", "", "", "", "",
+      local why = v.status == "skipped" and ("skipped: " .. tostring(v.reason)) or ("**failed**: " .. tostring(v.error))
+      rows[#rows + 1] = {v.name, v.kind, (why:gsub("[\n|]", " ")), "", "", "", "", "", "", "",
         "", "", "", "", "", "", "", "", "", v.gpu}
     end
   end
@@ -514,7 +517,9 @@ local function expected_rows(doc)
       rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", pts(o.drop), e.speedup or "-",
         x_(o.speedup) .. " / " .. x_(o.speedup_throughput), e.size or "-", x_(o.size_reduction)}
     else
-      rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", o.status and ("failed: " .. tostring(o.error):gsub("[\n|]", " ")) or "not run",
+      local why = o.status == "skipped" and ("skipped: " .. tostring(o.reason)) or
+                  o.status and ("failed: " .. tostring(o.error)) or "not run"
+      rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", (why:gsub("[\n|]", " ")),
         e.speedup or "-", "-", e.size or "-", "-"}
     end
   end
@@ -535,8 +540,8 @@ function M.markdown(doc, chart_files)
   for _, s in ipairs(doc.suites) do
     out[#out + 1] = "## " .. s.name
     out[#out + 1] = ""
-    out[#out + 1] = string.format("Reference %s; %d timed runs per configuration in %d interleaved rounds; batch sizes %s, "
-      .. "threads %s%s.", s.reference, s.config.runs, s.config.rounds, table.concat(s.config.batch_sizes, ", "),
+    out[#out + 1] = string.format("Reference %s; %s timed runs per configuration (by batch size) in %d interleaved rounds; batch sizes %s, "
+      .. "threads %s%s.", s.reference, table.concat(s.config.runs, " / "), s.config.rounds, table.concat(s.config.batch_sizes, ", "),
       table.concat(s.config.threads, ", "), s.config.quick and " (quick)" or "")
     out[#out + 1] = ""
     out[#out + 1] = md_table(summary_head(s), summary_rows(s))
@@ -571,7 +576,8 @@ local CSS = [[
 body{font-family:sans-serif;margin:24px auto;max-width:1280px;color:#222;line-height:1.4}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:28px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}tr.failed td{color:#a00;text-align:left}
+th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}
+td.gpu{white-space:normal;font-size:11px;color:#666;max-width:110px;text-align:left}tr.failed td{color:#a00;text-align:left}tr.skipped td{color:#777;text-align:left}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #eee;max-width:100%;height:auto}
 .machine li,.recs li{margin:2px 0}.meta{color:#666;font-size:12px}.wide{overflow-x:auto}
 ]]
@@ -583,11 +589,13 @@ local function html_table(head, rows, classes)
   for i, r in ipairs(rows) do
     local cls = classes and classes[i]
     out[#out + 1] = cls and ("<tr class=\"" .. cls .. "\">") or "<tr>"
-    if cls == "failed" then
+    if cls == "failed" or cls == "skipped" then
       out[#out + 1] = "<td>" .. esc(r[1]) .. "</td><td>" .. esc(r[2]) .. "</td><td colspan=\"" .. (#head - 3) .. "\">"
-        .. esc(r[3]) .. "</td><td>" .. esc(r[#r]) .. "</td>"
+        .. esc(r[3]) .. "</td><td class=\"gpu\">" .. esc(r[#r]) .. "</td>"
     else
-      for _, c in ipairs(r) do out[#out + 1] = "<td>" .. esc(c) .. "</td>" end
+      for j, c in ipairs(r) do
+        out[#out + 1] = (head[j] == "GPU" and "<td class=\"gpu\">" or "<td>") .. esc(c) .. "</td>"
+      end
     end
     out[#out + 1] = "</tr>"
   end
@@ -606,14 +614,17 @@ function M.html(doc, charts)
   out[#out + 1] = "</ul>"
   for _, s in ipairs(doc.suites) do
     out[#out + 1] = "<h2>" .. esc(s.name) .. "</h2>"
-    out[#out + 1] = "<p class=\"meta\">" .. esc(string.format("Reference %s; %d timed runs per configuration in %d interleaved "
-      .. "rounds; batch sizes %s, threads %s%s. Latency per batch; drop and agreement against the reference, in points and %%.",
-      s.reference, s.config.runs, s.config.rounds, table.concat(s.config.batch_sizes, ", "), table.concat(s.config.threads, ", "),
+    out[#out + 1] = "<p class=\"meta\">" .. esc(string.format("Reference %s; %s timed runs per configuration (by batch size) in %d "
+      .. "interleaved rounds; batch sizes %s, threads %s%s. Latency per batch; drop and agreement against the reference, in points and %%.",
+      s.reference, table.concat(s.config.runs, " / "), s.config.rounds, table.concat(s.config.batch_sizes, ", "), table.concat(s.config.threads, ", "),
       s.config.quick and " (quick)" or "")) .. "</p>"
     local classes = {}
-    for i, v in ipairs(s.variants) do classes[i] = v.status == "ok" and "" or "failed" end
+    for i, v in ipairs(s.variants) do classes[i] = v.status == "ok" and "" or v.status end
     local rows = summary_rows(s)
-    for i, v in ipairs(s.variants) do if v.status ~= "ok" then rows[i][3] = "failed: " .. tostring(v.error) end end
+    for i, v in ipairs(s.variants) do
+      if v.status == "failed" then rows[i][3] = "failed: " .. tostring(v.error)
+      elseif v.status == "skipped" then rows[i][3] = "skipped: " .. tostring(v.reason) end
+    end
     out[#out + 1] = html_table(summary_head(s), rows, classes)
     local notes = {}
     for _, v in ipairs(s.variants) do if v.note then notes[#notes + 1] = "<li>" .. esc(v.name .. ": " .. v.note) .. "</li>" end end

@@ -35,8 +35,8 @@ local function ticks(lo, hi, n)
 end
 
 local function fmt_tick(v, step)
-  if step >= 1 then return string.format("%.0f", v) end
-  local d = math.max(0, math.ceil(-math.log(step, 10)))
+  local d = 0
+  while d < 6 and math.abs(step * 10 ^ d - math.floor(step * 10 ^ d + 0.5)) > 1e-6 * 10 ^ d do d = d + 1 end
   return string.format("%." .. d .. "f", v)
 end
 
@@ -69,7 +69,7 @@ function M.pareto(points)
 end
 
 function M.scatter(o)
-  local w, h, l, r, t, b = o.width or 640, o.height or 380, 60, 150, 34, 46
+  local w, h, l, r, t, b = o.width or 620, o.height or 380, 60, 150, 34, 46
   local pts = o.points
   local parts = open(w, h, o.title, o.desc)
   if #pts == 0 then
@@ -140,7 +140,7 @@ end
 function M.hbars(o)
   local bars = o.bars
   local rowh, l, r, t = 22, 150, 90, 34
-  local w, h = o.width or 640, t + #bars * rowh + 40
+  local w, h = o.width or 620, t + #bars * rowh + 40
   local parts = open(w, h, o.title, o.desc)
   local vmax = 0
   for _, b in ipairs(bars) do vmax = math.max(vmax, b.value) end
@@ -169,8 +169,8 @@ end
 -- Stacked horizontal bars: one per name, a segment per key (same colour per key across bars).
 function M.stacked(o)
   local bars, keys = o.bars, o.keys
-  local rowh, l, r, t = 24, 150, 170, 34
-  local w = o.width or 680
+  local rowh, l, r, t = 24, 130, 150, 34
+  local w = o.width or 620
   local h = math.max(t + #bars * rowh + 40, t + #keys * 16 + 20)
   local parts = open(w, h, o.title, o.desc)
   local colour = {}
@@ -215,9 +215,9 @@ end
 -- Grouped horizontal bars: per name, one bar per key.
 function M.grouped(o)
   local groups, keys = o.groups, o.keys
-  local barh, gap, l, r, t = 9, 8, 150, 190, 34
+  local barh, gap, l, r, t = 9, 8, 130, 160, 34
   local rowh = #keys * barh + gap
-  local w = o.width or 680
+  local w = o.width or 620
   local h = math.max(t + #groups * rowh + 40, t + #keys * 16 + 20)
   local parts = open(w, h, o.title, o.desc)
   local vmax = 0

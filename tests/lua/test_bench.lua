@@ -65,10 +65,13 @@ H.test("bench on small_cnn: every field, sane values", function()
                      models = {{"fp32", fp32}, {"ptq", ptq(qlab.qconfig.default())},
                                {"broken", function() error("cannot build this one") end},
                                {"per_tensor", ptq(qlab.qconfig.per_tensor())}},
+                     skipped = {qat = "no QAT model for small_cnn"}, runs = {[1] = 6, [4] = 4},
                      progress = function(done, total, label) seen = seen + 1; assert(done <= total) end}
   assert(seen > 0, "no progress reported")
   assert(suite.schema == "qlab.bench/1" and suite.gpu == "no GPU backend in this build")
-  assert(#suite.variants == 4 and suite.variants[1].name == "fp32")
+  assert(#suite.variants == 5 and suite.variants[1].name == "fp32")
+  assert(suite.variants[5].status == "skipped" and suite.variants[5].reason:find("no QAT", 1, true))
+  assert(suite.config.runs[1] == 6 and suite.config.runs[2] == 4)
   local broken = suite.variants[3]
   assert(broken.status == "failed" and broken.error:find("cannot build this one", 1, true))
   local path = tmp .. "/v.qlm"
@@ -76,9 +79,10 @@ H.test("bench on small_cnn: every field, sane values", function()
     if v.status == "ok" then
       assert(#v.latency == 4, v.name .. ": " .. #v.latency .. " configurations")
       for _, l in ipairs(v.latency) do
+        local bi = l.batch == 1 and 1 or 2
         assert(l.median > 0 and l.min > 0 and l.min <= l.median, v.name)
         assert(l.p95 >= l.median and l.p99 >= l.p95 and l.max >= l.p99, v.name)
-        assert(l.runs == suite.config.runs and l.images_per_s > 0 and l.gmacs > 0)
+        assert(l.runs == suite.config.runs[bi] and l.images_per_s > 0 and l.gmacs > 0)
         assert(l.peak_fraction > 0 and l.peak_fraction < 1.5, v.name .. " fraction " .. l.peak_fraction)
         assert(l.speedup > 0 and l.spread_pct >= 0)
       end
@@ -144,6 +148,7 @@ H.test("report: report.md, results.json, report.html and the charts", function()
   local md, html = read(tmp .. "/report/report.md"), read(tmp .. "/report/report.html")
   for _, text in ipairs{md, html} do
     assert(text:find("cannot build this one", 1, true), "the failed variant and its error")
+    assert(text:find("skipped: no QAT model for small_cnn", 1, true), "the skipped variant and its reason")
     assert(text:find("no GPU backend in this build", 1, true))
     assert(text:find("Recommendations", 1, true))
   end
@@ -157,7 +162,7 @@ H.test("report: results.json validates against its documented schema", function(
   local doc = assert(qlab.json_decode(read(tmp .. "/report/results.json")))
   assert(doc.schema == "qlab.report/1")
   assert(report.validate(doc, report.schema))
-  assert(#doc.suites == 1 and #doc.suites[1].variants == 4 and #doc.recommendations >= 3)
+  assert(#doc.suites == 1 and #doc.suites[1].variants == 5 and #doc.recommendations >= 3)
   -- the validator is not vacuous
   local v = doc.suites[1].variants[1]
   local saved = v.latency
@@ -197,7 +202,8 @@ H.test("report: the SVGs parse as XML and hold the expected series", function()
       local pat = name:find("=", 1, true) and name or ('data-series="' .. name .. '"')
       assert(s:find(pat, 1, true), id .. ": no series " .. name)
     end
-    assert(not s:find('data-series="broken"', 1, true), id .. ": the failed variant is charted")
+    assert(not s:find('data-series="broken"', 1, true) and not s:find('data-series="qat"', 1, true),
+           id .. ": a failed or skipped variant is charted")
     if have_xmllint then assert(xml_ok(path), path .. " is not well-formed XML") end
   end
   if have_xmllint then   -- the charts inline in the HTML too
@@ -232,7 +238,7 @@ local function synthetic(p)
   return {schema = "qlab.bench/1", name = "synthetic", reference = "fp32", gpu = "-", machine = qlab.machine(),
           peak = {levels = {{isa = "scalar", fp32_gmacs = 1, int8_gmacs = 1, seconds = 0}},
                   basis = {int8 = {isa = "scalar", gmacs = 1}, f32 = {isa = "scalar", gmacs = 1}}},
-          config = {batch_sizes = {1, 64}, threads = {1, 2}, runs = 10, rounds = 2, warmup = 1, quick = true},
+          config = {batch_sizes = {1, 64}, threads = {1, 2}, runs = {10, 10}, rounds = 2, warmup = 1, quick = true},
           variants = {variant("fp32", "fp32", p.fp32, 90, 400, p.fp32_tput),
                       variant("ptq", "static", p.ptq, p.ptq_top1, 100, p.ptq_tput),
                       variant("per_tensor", "static_per_tensor", p.pt, p.pt_top1, 100, p.ptq_tput),
