@@ -257,6 +257,7 @@ function M.bench(opts)
       if ok and not is_model(m) then ok, m = false, "the variant did not give a model (" .. type(m) .. ")" end
       if ok then v.model = m else r.status, r.error = "failed", tostring(m) end
     end
+    r.note = opts.notes and opts.notes[v.name] or nil   -- a builder may have written it
     if v.name == reference and v.model then ref_model = v.model end
     v.result = r
     suite.variants[#suite.variants + 1] = r

@@ -575,27 +575,31 @@ local esc = svg.escape
 local CSS = [[
 body{font-family:sans-serif;margin:24px auto;max-width:1280px;color:#222;line-height:1.4}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:28px}
-table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;font-size:11.5px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 5px;text-align:right;white-space:nowrap}
 th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}
-td.gpu{white-space:normal;font-size:11px;color:#666;max-width:110px;text-align:left}tr.failed td{color:#a00;text-align:left}tr.skipped td{color:#777;text-align:left}
+td.gpu{white-space:normal;color:#666;width:90px;text-align:center;vertical-align:middle}tr.failed td{color:#a00;text-align:left}tr.skipped td{color:#777;text-align:left}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #eee;max-width:100%;height:auto}
 .machine li,.recs li{margin:2px 0}.meta{color:#666;font-size:12px}.wide{overflow-x:auto}
 ]]
 
+-- A table; a last column headed "GPU" holds one cell spanning every row (its text is the same).
 local function html_table(head, rows, classes)
   local out = {"<div class=\"wide\"><table><tr>"}
   for _, h in ipairs(head) do out[#out + 1] = "<th>" .. esc(h) .. "</th>" end
   out[#out + 1] = "</tr>"
+  local gpu = head[#head] == "GPU"
   for i, r in ipairs(rows) do
     local cls = classes and classes[i]
-    out[#out + 1] = cls and ("<tr class=\"" .. cls .. "\">") or "<tr>"
+    out[#out + 1] = (cls and cls ~= "") and ("<tr class=\"" .. cls .. "\">") or "<tr>"
+    local ncols = gpu and #head - 1 or #head
     if cls == "failed" or cls == "skipped" then
-      out[#out + 1] = "<td>" .. esc(r[1]) .. "</td><td>" .. esc(r[2]) .. "</td><td colspan=\"" .. (#head - 3) .. "\">"
-        .. esc(r[3]) .. "</td><td class=\"gpu\">" .. esc(r[#r]) .. "</td>"
+      out[#out + 1] = "<td>" .. esc(r[1]) .. "</td><td>" .. esc(r[2]) .. "</td><td colspan=\"" .. (ncols - 2) .. "\">"
+        .. esc(r[3]) .. "</td>"
     else
-      for j, c in ipairs(r) do
-        out[#out + 1] = (head[j] == "GPU" and "<td class=\"gpu\">" or "<td>") .. esc(c) .. "</td>"
-      end
+      for j = 1, ncols do out[#out + 1] = "<td>" .. esc(r[j]) .. "</td>" end
+    end
+    if gpu and i == 1 then
+      out[#out + 1] = "<td class=\"gpu\" rowspan=\"" .. #rows .. "\">" .. esc(r[#head]) .. "</td>"
     end
     out[#out + 1] = "</tr>"
   end

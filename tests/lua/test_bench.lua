@@ -8,7 +8,7 @@ qlab.seed(0)
 
 local test = qlab.data.fashion_mnist{split = "test"}
 local val = test:subset(1, 200):loader{batch = 100}
-local calib = test:subset(201, 264):loader{batch = 32}
+local calib = test:subset(201, 64):loader{batch = 32}
 local fp32 = qlab.load("data/models/small_cnn_fmnist.qlm")
 local tmp = H.tmpdir()
 
