@@ -68,6 +68,7 @@ M.schema = obj({
   notes = arr(str),
   machine = obj({cpu_model = str, vendor = str, family = int, model = int, stepping = int, cores = int, threads = int,
                  isa = isa, isa_best = isa, kernel = str, compiler = str, qlab_version = str, lua_version = str,
+                 cjson_version = str,
                  openblas = obj({config = str, core = str, isa = isa, threads = int}, {"config", "core", "isa"}),
                  env = {type = "object"}},
                 {"cpu_model", "cores", "threads", "isa", "isa_best", "openblas", "env", "qlab_version"}),
@@ -503,8 +504,8 @@ local function machine_lines(doc)
     "Environment: " .. table.concat(env, ", "),
     "Measured one-core peak: " .. table.concat(lv, "; ") .. string.format(" (fractions use INT8 %s %.1f, FP32 %s %.1f GMAC/s per thread)",
       p.basis.int8.isa, p.basis.int8.gmacs, p.basis.f32.isa, p.basis.f32.gmacs),
-    string.format("Software: qlab %s, %s, %s, %s", m.qlab_version, m.lua_version or "Lua", m.compiler and ("gcc " .. m.compiler) or "",
-      m.kernel or ""),
+    string.format("Software: qlab %s, %s, cJSON %s, %s, %s", m.qlab_version, m.lua_version or "Lua", m.cjson_version or "?",
+      m.compiler and ("gcc " .. m.compiler) or "", m.kernel or ""),
     "GPU: " .. doc.gpu,
   }
 end

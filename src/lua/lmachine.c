@@ -1,13 +1,14 @@
 /* The benchmark suite's C side from Lua (engine: src/bench/{peak,machine,graphstats,samples}.c):
  *   qlab.machine() -> {cpu_model, vendor, family, model, stepping, cores, threads, isa, isa_best,
  *                      openblas = {config, core, isa, threads}, env = {NAME = value | false},
- *                      kernel, compiler, qlab_version, lua_version}
+ *                      kernel, compiler, qlab_version, lua_version, cjson_version}
  *   qlab.peak([{target_ms =, isa = "scalar"|"avx2"|"avx512"}])
  *       -> {levels = {{isa, fp32_gmacs, int8_gmacs, seconds}, ...} scalar first, seconds}
  *   qlab.macs(model) -> {total, f32, int8, nodes = {{name, op, macs, kind}, ...}} per image
  *   qlab.plan_bytes(model, batch) -> bytes of the planned activation buffers
  *   qlab._bench_samples(model, input, runs, warmup [, label [, progress]]) -> {ms, ...}
  *       progress(done, total, label) may return true to cancel (error "cancelled"). */
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lqlab.h"
@@ -52,6 +53,7 @@ static int l_machine(lua_State *L) {
     set_str(L, "compiler", m.compiler);
     set_str(L, "qlab_version", QLAB_VERSION);
     set_str(L, "lua_version", LUA_RELEASE);
+    set_str(L, "cjson_version", cJSON_Version());
     return 1;
 }
 
