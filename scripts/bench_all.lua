@@ -77,7 +77,8 @@ if from then   -- render again from an earlier run
   f:close()
   for _, s in ipairs(doc.suites) do s.machine, s.peak = doc.machine, doc.peak end
   local rep = qlab.report(doc.suites, {dir = out, title = doc.title, sensitivity = doc.sensitivity, expected = expected,
-                                       command = doc.command, notes = doc.notes})
+                                       command = doc.command, notes = doc.notes,
+                                       sensitivity_label = "one layer at W4A8, the others FP32"})
   print_report(rep)
   return
 end
@@ -204,6 +205,7 @@ end
 local cmd = "./qlab --script scripts/bench_all.lua" .. (#arg > 0 and " " .. table.concat(arg, " ") or "")
 local rep = qlab.report(suites, {dir = out, title = "qlab: FP32 vs quantized variants (resnet18, mobilenet_v2, lstm)",
   sensitivity = sens and sensitivity or nil, expected = expected, command = cmd,
+  sensitivity_label = "one layer at W4A8, the others FP32",
   notes = {string.format("Machine shared with other jobs on its %d cores: load average %s at the start, %s at the end; the "
              .. "variants are interleaved so that the load hits all alike, but absolute times and the spread are inflated.",
              machine.cores, load_start, loadavg()),

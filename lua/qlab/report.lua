@@ -321,6 +321,17 @@ function M.recommend(suites, opts)
 end
 
 ------------------------------------------------------------------------------------------------
+-- Op types grouped into families for the stacked chart (the exact op types are in results.json).
+local families = {conv2d = "conv", qconv2d = "conv", f16conv2d = "conv", bf16conv2d = "conv", conv_bn = "conv",
+                  linear = "linear", qlinear = "linear", dlinear = "linear", f16linear = "linear", bf16linear = "linear",
+                  lstm = "lstm", dlstm = "lstm", f16lstm = "lstm", bf16lstm = "lstm", batchnorm2d = "batchnorm",
+                  maxpool2d = "pool", avgpool2d = "pool", global_avgpool = "pool", qmaxpool2d = "pool",
+                  qglobal_avgpool = "pool", relu = "activation", relu6 = "activation", qrelu = "activation",
+                  add = "add", qadd = "add", quantize = "quantize / dequantize", dequantize = "quantize / dequantize",
+                  fakequant = "quantize / dequantize"}
+local family_order = {"conv", "linear", "lstm", "batchnorm", "pool", "activation", "add", "quantize / dequantize", "other"}
+M.op_family = function(op) return families[op] or "other" end
+
 -- Charts of one suite: {{id, title, svg}}
 function M.charts(s, opts)
   local out = {}
@@ -350,22 +361,27 @@ function M.charts(s, opts)
       unit = "MB", bars = bars}}
   end
   -- stacked latency by op type (batch of the headline latency, first thread count)
-  local keys, seen, sbars = {}, {}, {}
+  local seen, sbars = {}, {}
   for _, v in ipairs(vs) do
     local bd
     for _, b in ipairs(v.breakdown or {}) do if b.batch == c1.batch then bd = b end end
     if bd then
-      local parts = {}
+      local by = {}
       for _, o in ipairs(bd.ops) do
-        parts[#parts + 1] = {o.op, o.ms}
-        if not seen[o.op] then seen[o.op] = true; keys[#keys + 1] = o.op end
+        local f = M.op_family(o.op)
+        by[f] = (by[f] or 0) + o.ms
+        seen[f] = true
       end
+      local parts = {}
+      for _, f in ipairs(family_order) do if by[f] then parts[#parts + 1] = {f, by[f]} end end
       sbars[#sbars + 1] = {name = v.name, parts = parts}
     end
   end
+  local keys = {}
+  for _, f in ipairs(family_order) do if seen[f] then keys[#keys + 1] = f end end
   if #sbars > 0 then
     out[#out + 1] = {id = "breakdown", title = s.name .. ": latency by op type", svg = svg.stacked{
-      title = string.format("%s: time per op type (batch %d, profiled)", s.name, c1.batch), unit = "ms per batch",
+      title = string.format("%s: time per op family (batch %d, profiled)", s.name, c1.batch), unit = "ms per batch",
       bars = sbars, keys = keys}}
   end
   local groups = {}
@@ -391,8 +407,10 @@ function M.charts(s, opts)
                                color = svg.palette[4]} end
     end
     out[#out + 1] = {id = "sensitivity", title = s.name .. ": layer sensitivity", svg = svg.hbars{
-      title = string.format("%s: per-layer sensitivity (%s, one layer quantized)", s.name,
-        use_drop and "top-1 drop, points" or "logit SQNR, dB"), unit = use_drop and "points" or "dB", bars = sb}}
+      title = string.format("%s: per-layer sensitivity, %s", s.name,
+        use_drop and "top-1 drop (higher = more sensitive)" or "logit SQNR (lower = more sensitive)"),
+      desc = opts.sensitivity_label, unit = (use_drop and "points" or "dB") .. ", " .. (opts.sensitivity_label or
+        "one layer quantized"), bars = sb}}
   end
   return out
 end
@@ -504,7 +522,7 @@ local function machine_lines(doc)
     "Environment: " .. table.concat(env, ", "),
     "Measured one-core peak: " .. table.concat(lv, "; ") .. string.format(" (fractions use INT8 %s %.1f, FP32 %s %.1f GMAC/s per thread)",
       p.basis.int8.isa, p.basis.int8.gmacs, p.basis.f32.isa, p.basis.f32.gmacs),
-    string.format("Software: qlab %s, %s, cJSON %s, %s, %s", m.qlab_version, m.lua_version or "Lua", m.cjson_version or "?",
+    string.format("Software: qlab %s, %s, cJSON %s, %s, %s", m.qlab_version, m.lua_version or "Lua", m.cjson_version or "(not recorded)",
       m.compiler and ("gcc " .. m.compiler) or "", m.kernel or ""),
     "GPU: " .. doc.gpu,
   }
@@ -515,19 +533,29 @@ local function expected_rows(doc)
   for _, e in ipairs(doc.expected or {}) do
     local o = e.ours
     if o.status == "ok" then
-      rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", pts(o.drop), e.speedup or "-",
-        x_(o.speedup) .. " / " .. x_(o.speedup_throughput), e.size or "-", x_(o.size_reduction)}
+      rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", pts(o.drop) .. M.verdict(e.drop, o.drop), e.speedup or "-",
+        x_(o.speedup) .. " / " .. x_(o.speedup_throughput) .. M.verdict(e.speedup, o.speedup), e.size or "-",
+        x_(o.size_reduction)}
     else
       local why = o.status == "skipped" and ("skipped: " .. tostring(o.reason)) or
                   o.status and ("failed: " .. tostring(o.error)) or "not run"
-      rows[#rows + 1] = {e.label, e.suite, e.variant, e.drop or "-", (why:gsub("[\n|]", " ")),
-        e.speedup or "-", "-", e.size or "-", "-"}
+      rows[#rows + 1] = {e.label, e.suite, e.variant, (why:gsub("[\n|]", " ")), "", "", "", "", "", skipped = true}
     end
   end
   return rows
 end
 local expected_head = {"technique", "model", "variant", "lab: drop", "ours: drop (points)", "lab: speed-up",
                        "ours: speed-up (batch 1 / throughput)", "lab: size", "ours: smaller"}
+
+-- "< 1" / ">= 1.5x" / "> 1x at batch 1" against a number: "ok", "MISSED", or "" when the lab states none.
+function M.verdict(expect, v)
+  if not expect or not v then return "" end
+  local op, x = tostring(expect):match("^%s*([<>]=?)%s*([%d%.]+)")
+  x = tonumber(x)
+  if not op or not x then return "" end
+  local ok = (op == "<" and v < x) or (op == "<=" and v <= x) or (op == ">" and v > x) or (op == ">=" and v >= x)
+  return ok and " ok" or " MISSED"
+end
 
 function M.markdown(doc, chart_files)
   local out = {"# " .. doc.title, "", "Generated " .. doc.created .. " by qlab.report; the numbers are in results.json (schema "
@@ -591,9 +619,13 @@ local function html_table(head, rows, classes)
   local gpu = head[#head] == "GPU"
   for i, r in ipairs(rows) do
     local cls = classes and classes[i]
-    out[#out + 1] = (cls and cls ~= "") and ("<tr class=\"" .. cls .. "\">") or "<tr>"
+    out[#out + 1] = (cls and cls ~= "") and ("<tr class=\"" .. (cls == "skipped3" and "skipped" or cls) .. "\">") or "<tr>"
     local ncols = gpu and #head - 1 or #head
-    if cls == "failed" or cls == "skipped" then
+    if cls == "skipped3" then   -- three name columns, then the reason
+      out[#out + 1] = "<td>" .. esc(r[1]) .. "</td><td>" .. esc(r[2]) .. "</td><td>" .. esc(r[3]) .. "</td><td colspan=\""
+        .. (ncols - 3) .. "\">" .. esc(r[4]) .. "</td>"
+      cls = "skipped"
+    elseif cls == "failed" or cls == "skipped" then
       out[#out + 1] = "<td>" .. esc(r[1]) .. "</td><td>" .. esc(r[2]) .. "</td><td colspan=\"" .. (ncols - 2) .. "\">"
         .. esc(r[3]) .. "</td>"
     else
@@ -640,7 +672,11 @@ function M.html(doc, charts)
   end
   if doc.expected and #doc.expected > 0 then
     out[#out + 1] = "<h2>The lab's expected results beside ours</h2>"
-    out[#out + 1] = html_table(expected_head, expected_rows(doc))
+    local rows, cls = expected_rows(doc), {}
+    for i, r in ipairs(rows) do cls[i] = r.skipped and "skipped3" or "" end
+    out[#out + 1] = html_table(expected_head, rows, cls)
+    out[#out + 1] = "<p class=\"meta\">ok / MISSED: our figure against the lab's stated bound (drop in points of top-1; "
+      .. "speed-up at batch 1). Sizes are shown, not judged: INT8 files keep f32 scales and biases.</p>"
   end
   out[#out + 1] = "<h2>Recommendations</h2><ul class=\"recs\">"
   for _, r in ipairs(doc.recommendations) do out[#out + 1] = "<li>" .. esc(r.text) .. "</li>" end

@@ -192,7 +192,7 @@ end)
 H.test("report: the SVGs parse as XML and hold the expected series", function()
   local dir = tmp .. "/report/"
   local want = {pareto = {"fp32", "ptq", "per_tensor", "pareto front"}, size = {"fp32", "ptq", "per_tensor"},
-                breakdown = {"fp32", "ptq", 'data-key="conv2d"', 'data-key="qconv2d"'},
+                breakdown = {"fp32", "ptq", 'data-key="conv"', 'data-key="pool"'},
                 memory = {"fp32", "ptq", 'data-key="weights"', 'data-key="allocator peak"', 'data-key="planned activations"'},
                 sensitivity = {"conv1", "fc2"}}
   for id, series in pairs(want) do
@@ -288,6 +288,13 @@ H.test("report: recommendations change when the numbers change", function()
   local out = qlab.report(synthetic(base), {dir = tmp .. "/synthetic"})
   assert(report.validate(qlab.json_decode(read(tmp .. "/synthetic/results.json")), report.schema))
   assert(#out.recommendations == 5)
+end)
+
+H.test("report: the lab's expectations judged against our figures", function()
+  assert(report.verdict("< 1", 0.4) == " ok" and report.verdict("< 1", 1.2) == " MISSED")
+  assert(report.verdict(">= 1.5x", 1.5) == " ok" and report.verdict("> 1x at batch 1", 0.93) == " MISSED")
+  assert(report.verdict("not stated", 3) == "" and report.verdict("< 0.5", nil) == "")
+  assert(report.op_family("qconv2d") == "conv" and report.op_family("dlstm") == "lstm" and report.op_family("x") == "other")
 end)
 
 H.test("report: a suite where everything failed still reports", function()
