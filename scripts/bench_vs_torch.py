@@ -319,15 +319,27 @@ def main():
         torch.set_num_threads(th)
         r = {"threads": th}
         for name, fn in (("fp32", fp32), ("int8", int8)):
-            t1 = time_forward(fn, x1, runs1, 20)
-            t64 = time_forward(fn, x64, runs64, 3)
+            # a peer that crashes is a result, not the end of the benchmark: PyTorch 1.13's oneDNN
+            # fails with two threads on some AVX-512 VNNI machines ("could not create a primitive
+            # descriptor for a reorder primitive")
+            try:
+                if os.environ.get("QLAB_TORCH_FAIL") == "%s:%d" % (name, th):   # to check this path
+                    raise RuntimeError("simulated failure (QLAB_TORCH_FAIL=%s:%d)" % (name, th))
+                t1 = time_forward(fn, x1, runs1, 20)
+                t64 = time_forward(fn, x64, runs64, 3)
+            except Exception as e:  # RuntimeError from oneDNN / fbgemm, or anything else the peer raises
+                msg = "PyTorch crashed: %s" % (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                r[name] = {"error": msg}
+                print("%-8d %-5s %s" % (th, name, msg), flush=True)
+                continue
             r[name] = {"b1_median_ms": t1["median"], "b1_p95_ms": t1["p95"], "b1_mean_ms": t1["mean"],
                        "b64_images_per_s": t64["images_per_s"], "b64_median_ms": t64["median"]}
             print("%-8d %-5s %9.3f ms %9.3f ms %14.0f" % (th, name, t1["median"], t1["p95"],
                                                           t64["images_per_s"]), flush=True)
-        r["speedup_b1"] = r["fp32"]["b1_median_ms"] / r["int8"]["b1_median_ms"]
-        r["speedup_b64"] = r["int8"]["b64_images_per_s"] / r["fp32"]["b64_images_per_s"]
-        print("%-8d INT8 speed-up: %.2fx at batch 1, %.2fx at batch 64" % (th, r["speedup_b1"], r["speedup_b64"]))
+        if "error" not in r["fp32"] and "error" not in r["int8"]:
+            r["speedup_b1"] = r["fp32"]["b1_median_ms"] / r["int8"]["b1_median_ms"]
+            r["speedup_b64"] = r["int8"]["b64_images_per_s"] / r["fp32"]["b64_images_per_s"]
+            print("%-8d INT8 speed-up: %.2fx at batch 1, %.2fx at batch 64" % (th, r["speedup_b1"], r["speedup_b64"]))
         rows.append(r)
 
     result = {

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian packages qlab needs, only those missing.
+# Installs the Debian packages qlab needs, only those missing
+# (libxml2-utils: xmllint, which the tests use on the report's SVG charts).
 # As root it runs apt-get; otherwise it names the packages and stops.
 # Then, where npm is available, ONNX Runtime (npm's onnxruntime-node) under
 # .ort/ for scripts/ort_compare and its test (skipped with a message when the
@@ -30,7 +31,7 @@ install_ort() {
 
 if [ $ORT_ONLY -eq 1 ]; then install_ort; exit $?; fi
 PKGS="gcc make pkg-config libopenblas-openmp-dev liblua5.4-dev libncurses-dev \
-libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libprotobuf-c-dev protobuf-c-compiler \
+libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libxml2-utils libprotobuf-c-dev protobuf-c-compiler \
 libonnx-dev libonnx-testdata $EXTRA"
 missing=""
 for p in $PKGS; do

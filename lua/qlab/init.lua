@@ -22,6 +22,8 @@ local sens = require "qlab.sensitivity"
 qlab.compare = sens.compare
 qlab.sensitivity = sens.sensitivity
 qlab.mixed_precision = sens.mixed_precision
+qlab.bench = require("qlab.bench").bench
+qlab.report = require("qlab.report").report
 
 -- Model zoo: qlab.models.resnet18{...} etc., loaded on first use.
 qlab.models = setmetatable({}, {

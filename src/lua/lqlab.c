@@ -69,5 +69,7 @@ int luaopen_qlab_core(lua_State *L) {
     lq_open_quant(L);
     lq_open_dynamic(L);
     lq_open_compare(L);
+    lq_open_machine(L);
+    lq_open_json(L);
     return 1;
 }

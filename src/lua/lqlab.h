@@ -62,6 +62,8 @@ void lq_open_observer(lua_State *L);
 void lq_open_quant(lua_State *L);   /* after lq_open_model */
 void lq_open_dynamic(lua_State *L);   /* qlab.core._quantize_dynamic (ldynamic.c) */
 void lq_open_compare(lua_State *L); /* after lq_open_model */
+void lq_open_machine(lua_State *L); /* qlab.machine, qlab.peak, qlab.macs ... (lmachine.c) */
+void lq_open_json(lua_State *L);    /* qlab.json_encode / json_decode (ljson.c) */
 struct ql_observer *lq_check_observer(lua_State *L, int idx);
 void lq_push_observer(lua_State *L, struct ql_observer *o);   /* takes ownership */
 struct ql_optim *lq_check_optim(lua_State *L, int idx);
