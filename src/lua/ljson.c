@@ -6,6 +6,7 @@
  *   qlab.json_decode(text) -> value (null -> nil), or nil, message. */
 #include <cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lqlab.h"
@@ -124,7 +125,9 @@ static int l_json_decode(lua_State *L) {
     if (!j) {
         const char *at = cJSON_GetErrorPtr();
         lua_pushnil(L);
-        lua_pushfstring(L, "json_decode: malformed JSON near '%.20s'", at ? at : "?");
+        char near[24];   /* lua_pushfstring has no precision: cut the context by hand */
+        snprintf(near, sizeof near, "%.20s", at ? at : "?");
+        lua_pushfstring(L, "json_decode: malformed JSON near '%s'", near);
         return 2;
     }
     decode(L, j);
@@ -136,6 +139,11 @@ static int l_json_array(lua_State *L) {
     if (lua_isnoneornil(L, 1)) lua_newtable(L);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    if (lua_getmetatable(L, 1)) {   /* never take over an object's metatable (a QConfig, a class) */
+        luaL_getmetatable(L, "qlab.json_array");
+        if (!lua_rawequal(L, -1, -2)) return lq_error(L, "the table already has a metatable");
+        lua_pop(L, 2);
+    }
     luaL_setmetatable(L, "qlab.json_array");
     return 1;
 }
