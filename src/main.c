@@ -17,6 +17,7 @@
 static const char usage[] =
     "usage: qlab [options] [MODEL]              open the workbench on MODEL (.qlm; default\n"
     "                                           data/models/resnet18_fmnist.qlm)\n"
+    "       qlab [options] --lab N               the workbench on part N of lab 2 (1-6, 7: ONNX)\n"
     "       qlab [options] --script FILE [ARGS]  run a Lua script headless\n"
     "\n"
     "The workbench needs a terminal; its keys are listed by `?` and in\n"
@@ -27,7 +28,9 @@ static const char usage[] =
     "  --script FILE   run FILE (Lua 5.4) with `arg` set like lua(1); `require \"qlab\"`\n"
     "                  gives the library. Exit 0 on success, 1 on a Lua error\n"
     "                  (traceback on stderr), 2 on bad usage.\n"
-    "  -e CODE         run CODE (a Lua chunk) before the script\n"
+    "  -e CODE         run CODE (a Lua chunk) before the script or the workbench\n"
+    "  --lab N         open the workbench on lab 2's part N, its map set and its next\n"
+    "                  step typed in the console (solutions: lua/labs/lab02/)\n"
     "  --json FILE     write the values given to qlab.record(key, value) as JSON\n"
     "  --threads N     threads for OpenMP and OpenBLAS (default: all cores)\n"
     "  --seed N        seed the global generator (default 0)\n"
@@ -40,7 +43,7 @@ static const char usage[] =
 
 typedef struct {
     const char *script, *json, *code, *model;
-    int script_idx, threads;
+    int script_idx, threads, lab;   /* lab: --lab N, 0 for none */
     long long seed;
     int argc;
     char **argv;
@@ -141,7 +144,19 @@ static int pmain(lua_State *L) {
                                                                                     : report(L, docall(L, 0, 0));
     }
     if (!st && o->script) st = run_script(L, o);
-    if (!st && !o->script && (!o->code || o->model)) {
+    const char *model = o->model;
+    if (!st && !o->script && o->lab) {   /* --lab N: the part's setup and model (lua/labs/lab02/workbench.lua) */
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "labs.lab02.workbench");
+        st = report(L, docall(L, 1, 1));
+        if (!st) {
+            lua_getfield(L, -1, "prepare");
+            lua_pushinteger(L, o->lab);
+            st = report(L, docall(L, 1, 1));
+            if (!st && !model) model = lua_tostring(L, -1);   /* stays on the stack while the workbench runs */
+        }
+    }
+    if (!st && !o->script && (!o->code || o->model || o->lab)) {
         /* The workbench: require("qlab.workbench").main(model); the terminal
          * is restored before any error is printed. */
         lua_getglobal(L, "require");
@@ -150,7 +165,7 @@ static int pmain(lua_State *L) {
         if (st == LUA_OK) {
             lua_getfield(L, -1, "main");
             lua_remove(L, -2);
-            if (o->model) lua_pushstring(L, o->model); else lua_pushnil(L);
+            if (model) lua_pushstring(L, model); else lua_pushnil(L);
             st = docall(L, 1, 0);
         }
         tui_close();
@@ -180,7 +195,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(a, "--version")) { printf("qlab %s (%s)\n", QLAB_VERSION, LUA_RELEASE); return 0; }
         if (!strcmp(a, "--script") || !strcmp(a, "--json") || !strcmp(a, "-e") || !strcmp(a, "--threads") ||
-            !strcmp(a, "--seed")) {
+            !strcmp(a, "--seed") || !strcmp(a, "--lab")) {
             if (!next) return bad_usage("missing argument after ", a);
             if (!strcmp(a, "--script")) { o.script = next; o.script_idx = i + 1; break; }
             if (!strcmp(a, "--json")) o.json = next;
@@ -189,7 +204,11 @@ int main(int argc, char **argv) {
                 char *end;
                 long long v = strtoll(next, &end, 10);
                 if (*end || v < 0) return bad_usage("expected a non-negative integer after ", a);
-                if (!strcmp(a, "--threads")) o.threads = (int)v; else o.seed = v;
+                if (!strcmp(a, "--threads")) o.threads = (int)v;
+                else if (!strcmp(a, "--lab")) {
+                    if (v < 1 || v > 7) return bad_usage("--lab takes a part number 1 to 7, not ", next);
+                    o.lab = (int)v;
+                } else o.seed = v;
             }
             i++;
             continue;
@@ -199,7 +218,7 @@ int main(int argc, char **argv) {
     }
     if (o.script && access(o.script, R_OK) != 0) return bad_usage("cannot read script ", o.script);
     if (!o.script && o.model && access(o.model, R_OK) != 0) return bad_usage("cannot read model ", o.model);
-    if (!o.script && (!o.code || o.model) && (!isatty(0) || !isatty(1))) {
+    if (!o.script && (!o.code || o.model || o.lab) && (!isatty(0) || !isatty(1))) {
         fprintf(stderr, "qlab: the workbench needs a terminal (stdin and stdout are not both a tty).\n"
                         "Run headless instead:  qlab --script FILE.lua   (lab solutions in lua/labs/;\n"
                         "a session saved with Ctrl-S in the workbench replays the same way)\n");
