@@ -167,9 +167,14 @@ else fail "history kept in \$HOME/.qlab_history"; fi
 # --- SIGTERM and an error at start-up restore the terminal too
 start 80 24 "$UTF"
 check "SIGTERM: running" 'layers 8/8' 15
+keys 4
+check "SIGTERM: a step taken before the signal" 'wb.set_precision\("conv1", "int8"\)' 5
 kill -TERM "$(cat "$T/pid")"
 check "SIGTERM: killed by the signal (exit 143)" '^EXIT=143' 10
 check "SIGTERM: the terminal is restored" '^RESTORED=yes' 5
+if grep -q 'wb.set_precision("conv1", "int8")' "$T/home/.qlab_last_session.lua" 2>/dev/null; then
+    ok "SIGTERM: the session log survives in \$HOME/.qlab_last_session.lua"
+else fail "SIGTERM: the session log survives" "$(cat "$T/home/.qlab_last_session.lua" 2>&1)"; fi
 cat > "$T/bad.lua" <<EOF
 WORKBENCH = {setup = function() error("boom at start-up") end}
 EOF

@@ -558,6 +558,20 @@ function wb.session_text()
   return table.concat(out, "\n") .. "\n"
 end
 
+-- The session as it stands, rewritten after every console line and key action
+-- (wb.autosave_path, set by the workbench: $HOME/.qlab_last_session.lua), so
+-- a workbench killed by SIGTERM / SIGHUP, or by anything, keeps its log.
+function wb.autosave()
+  local path = wb.autosave_path
+  if not path then return end
+  local tmp = path .. ".tmp"
+  local f = io.open(tmp, "w")
+  if not f then return end
+  local ok = f:write(wb.session_text())
+  f:close()
+  if ok then os.rename(tmp, path) else os.remove(tmp) end
+end
+
 function wb.save_session(path)
   path = path or "qlab_session.lua"
   local f, err = io.open(path, "w")

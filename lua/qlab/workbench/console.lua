@@ -72,12 +72,13 @@ function Console:exec(code, how, app)
     self:push(msg, "error")
     return false
   end
-  if not fn then return failed(err) end
+  if not fn then local r = failed(err); self.wb.autosave(); return r end
   if is_expr and not meta then
     entries[1].script = "wb.show(" .. code .. ")"
     for i = 2, #entries do entries[i].skip = true end
   end
   local res = table.pack(xpcall(fn, traceback))
+  self.wb.autosave()   -- the log on disk after every step: a kill loses nothing
   if not res[1] then return failed(res[2]) end
   if res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end
   -- in the saved script each chunk keeps its own scope, as each console

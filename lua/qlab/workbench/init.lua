@@ -36,6 +36,10 @@ function M.new(wb, tui, opts)
     keys = require "qlab.workbench.keys",
   }, App)
   app.console = require("qlab.workbench.console").new(wb, opts.history or require("qlab.workbench.history").default_path())
+  local home = os.getenv("HOME")
+  if opts.autosave ~= false then
+    wb.autosave_path = opts.autosave or (home and home ~= "" and home .. "/.qlab_last_session.lua") or nil
+  end
   app.panes = {
     status = require "qlab.workbench.status",
     layers = require "qlab.workbench.layers",
@@ -362,7 +366,8 @@ end
 -- this returns (main.c closes it too, after an error).
 -- opts (or a global WORKBENCH table, e.g. from qlab -e 'WORKBENCH = {...}'):
 -- val_images, calib_batch, calib_batches, eval_batch (wb.open), history
--- (file), session_path (Ctrl-S).
+-- (file), session_path (Ctrl-S), autosave (the log rewritten after every step;
+-- default $HOME/.qlab_last_session.lua, false for none).
 function M.main(path, opts)
   opts = opts or rawget(_G, "WORKBENCH") or {}
   local wb = require "qlab.workbench.actions"
