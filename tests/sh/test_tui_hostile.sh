@@ -43,8 +43,9 @@ sleep 60
 EOF
     tm new-session -d -s h -x "$2" -y "$3" "sh $T/run.sh"
 }
-quit() {   # q (and y if it asks), then the exit line
-    tm send-keys -t h q; sleep 0.3; tm send-keys -t h y
+quit() {   # q (again when it asks about unsaved changes), then the exit line
+    tm send-keys -t h q; sleep 0.5
+    screen | grep -q "q again quits" && tm send-keys -t h q
     if wait_for "EXIT=0" 10 && screen | grep -q "RESTORED=yes"; then ok "$1: q exits 0, terminal restored"
     else fail "$1: q" "$(screen)"; fi
 }
@@ -73,5 +74,16 @@ sleep 1
 tm resize-window -t h -x 80 -y 24 2>/dev/null
 if wait_for "layers 1/1" 10; then ok "a 1x1 terminal and back: laid out again"; else fail "1x1 and back" "$(screen)"; fi
 quit "one-node model"
+start data/models/small_cnn_fmnist.qlm 80 24
+if wait_for "layers 8/8" 15; then
+    tm send-keys -t h 4 d x   # INT8 as the default, then prepare + calibrate + convert + evaluate
+    sleep 0.3
+    tm resize-window -t h -x 30 -y 8 2>/dev/null; sleep 0.5
+    tm resize-window -t h -x 1 -y 1 2>/dev/null; sleep 0.5
+    tm resize-window -t h -x 80 -y 24 2>/dev/null
+    if wait_for "now [0-9]+[.][0-9]+" 120 && wait_for "layers [0-9]+/[0-9]+" 10; then ok "resized to 30x8 and 1x1 during a job: the job ends, the screen is laid out again"
+    else fail "resize during a job" "$(screen)"; fi
+else fail "small_cnn opens" "$(screen)"; fi
+quit "resize during a job"
 if grep -qi "AddressSanitizer\|runtime error" "$T/stderr"; then fail "sanitizer report" "$(cat "$T/stderr")"; fi
 echo "$passed passed, $failed failed"
