@@ -34,15 +34,16 @@ static double fp32_scalar(int64_t iters) {
     return (double)a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 
-// 8 chains x (u8 * s8 widened, add to s32) per iteration: 8 MACs
+// 8 chains x (u8 * s8 widened, add to s32) per iteration: 8 MACs; the sums wrap around
+// (unsigned: the same imul + add, without signed overflow)
 static double int8_scalar(int64_t iters) {
-    int32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
+    uint32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
     uint8_t u = 200;
     int8_t w = -77;
     for (int64_t i = 0; i < iters; i++) {
         int32_t x = u, y = w;
         OPAQUE_R(x); OPAQUE_R(y);
-#define S(j) c##j += (x + j) * (y - j); OPAQUE_R(c##j);
+#define S(j) c##j += (uint32_t)((x + j) * (y - j)); OPAQUE_R(c##j);
         S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
 #undef S
     }
