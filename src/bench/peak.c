@@ -108,7 +108,10 @@ PEAK_AVX512 static double int8_avx512(int64_t iters) {
     R12(V_DECL)
     for (int64_t i = 0; i < iters; i++) { OPAQUE_V(a); R12(V_DOT) }
     R12(V_SUM)
-    return (double)_mm512_reduce_add_epi32(s);
+    uint32_t t[16], r = 0;   /* summed as u32: the sum only keeps the chains live, and wraps (no signed overflow) */
+    _mm512_storeu_si512((void *)t, s);
+    for (int k = 0; k < 16; k++) r += t[k];
+    return (double)r;
 }
 #undef V_DECL
 #undef V_DOT
