@@ -22,6 +22,24 @@ static int is_array_marked(lua_State *L, int idx) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Every error encode could raise, raised before anything is allocated (a Lua
+ * error longjmps past the half-built cJSON tree, which would leak). */
+static void check(lua_State *L, int idx, int depth) {
+    idx = lua_absindex(L, idx);
+    int t = lua_type(L, idx);
+    if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING) return;
+    if (t != LUA_TTABLE) luaL_error(L, "json_encode: cannot encode a %s", luaL_typename(L, idx));
+    if (depth > 64) luaL_error(L, "json_encode: nested too deep");
+    luaL_checkstack(L, 4, "json_encode: nested too deep");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TNUMBER && lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "json_encode: table keys must be strings or numbers");
+        check(L, -1, depth + 1);
+        lua_pop(L, 1);
+    }
+}
+
 static cJSON *encode(lua_State *L, int idx, int depth) {
     idx = lua_absindex(L, idx);
     switch (lua_type(L, idx)) {
@@ -73,7 +91,8 @@ static cJSON *encode(lua_State *L, int idx, int depth) {
     qsort(names, (size_t)k, sizeof *names, cmp_str);
     cJSON *o = cJSON_CreateObject();
     for (lua_Integer i = 0; i < k; i++) {
-        lua_getfield(L, idx, names[i]);
+        lua_pushstring(L, names[i]);
+        lua_rawget(L, idx);
         if (lua_isnil(L, -1)) {   /* an integer key written as a string */
             lua_pop(L, 1);
             lua_pushinteger(L, strtoll(names[i], NULL, 10));
@@ -91,7 +110,8 @@ static int l_json_encode(lua_State *L) {
     luaL_checkany(L, 1);
     int pretty = lua_toboolean(L, 2);
     lua_settop(L, 1);
-    cJSON *j = encode(L, 1, 0);   /* a Lua error here leaks j's partial tree only on bad input */
+    check(L, 1, 0);
+    cJSON *j = encode(L, 1, 0);
     char *s = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return luaL_error(L, "json_encode: out of memory");
