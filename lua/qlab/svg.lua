@@ -137,6 +137,15 @@ local function scale_max(v)
 end
 
 -- Horizontal bars, one per name.
+-- vertical grid lines and labels of a horizontal value axis: plot [l, l + pw] x [y0, y1]
+local function x_ticks(parts, tk, top, st, l, pw, y0, y1)
+  for _, v in ipairs(tk) do
+    local x = l + v / top * pw
+    parts[#parts + 1] = string.format('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#eee"/><text x="%s" y="%d" '
+      .. 'text-anchor="middle" fill="#555">%s</text>', num(x), y0, num(x), y1, num(x), y1 + 14, fmt_tick(v, st))
+  end
+end
+
 function M.hbars(o)
   local bars = o.bars
   local rowh, l, r, t = 22, 150, 90, 34
@@ -146,12 +155,7 @@ function M.hbars(o)
   for _, b in ipairs(bars) do vmax = math.max(vmax, b.value) end
   local top, tk, st = scale_max(vmax)
   local pw = w - l - r
-  for _, v in ipairs(tk) do
-    local x = l + v / top * pw
-    parts[#parts + 1] = string.format('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#eee"/><text x="%s" y="%d" '
-      .. 'text-anchor="middle" fill="#555">%s</text>', num(x), t, num(x), t + #bars * rowh, num(x),
-      t + #bars * rowh + 14, fmt_tick(v, st))
-  end
+  x_ticks(parts, tk, top, st, l, pw, t, t + #bars * rowh)
   for i, b in ipairs(bars) do
     local y = t + (i - 1) * rowh
     local bw = top > 0 and b.value / top * pw or 0
@@ -183,12 +187,7 @@ function M.stacked(o)
   end
   local top, tk, st = scale_max(vmax)
   local pw = w - l - r
-  for _, v in ipairs(tk) do
-    local x = l + v / top * pw
-    parts[#parts + 1] = string.format('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#eee"/><text x="%s" y="%d" '
-      .. 'text-anchor="middle" fill="#555">%s</text>', num(x), t, num(x), t + #bars * rowh, num(x),
-      t + #bars * rowh + 14, fmt_tick(v, st))
-  end
+  x_ticks(parts, tk, top, st, l, pw, t, t + #bars * rowh)
   for i, b in ipairs(bars) do
     local y, x = t + (i - 1) * rowh, l
     parts[#parts + 1] = string.format('<g class="series" data-series="%s"><text x="%d" y="%s" text-anchor="end">%s</text>',
@@ -224,12 +223,7 @@ function M.grouped(o)
   for _, g in ipairs(groups) do for _, v in ipairs(g.values) do vmax = math.max(vmax, v) end end
   local top, tk, st = scale_max(vmax)
   local pw = w - l - r
-  for _, v in ipairs(tk) do
-    local x = l + v / top * pw
-    parts[#parts + 1] = string.format('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#eee"/><text x="%s" y="%d" '
-      .. 'text-anchor="middle" fill="#555">%s</text>', num(x), t, num(x), t + #groups * rowh, num(x),
-      t + #groups * rowh + 14, fmt_tick(v, st))
-  end
+  x_ticks(parts, tk, top, st, l, pw, t, t + #groups * rowh)
   for i, g in ipairs(groups) do
     local y = t + (i - 1) * rowh
     parts[#parts + 1] = string.format('<g class="series" data-series="%s"><text x="%d" y="%s" text-anchor="end">%s</text>',
