@@ -6,7 +6,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
 OPT      ?= -O2 -g
 CFLAGS   += -std=gnu11 $(OPT) -ffp-contract=off $(WARN) -fopenmp -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
-LDLIBS   += $(PKG_LIBS) -lprotobuf-c -lncursesw -lz -lm -fopenmp
+LDLIBS   += $(PKG_LIBS) -ldnnl -lprotobuf-c -lncursesw -lz -lm -fopenmp
 BUILD    ?= build
 # ONNX: protobuf-c code generated from Debian's onnx.proto (libonnx-dev) into the build tree.
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto

@@ -30,7 +30,7 @@ install_ort() {
 }
 
 if [ $ORT_ONLY -eq 1 ]; then install_ort; exit $?; fi
-PKGS="gcc make pkg-config libopenblas-openmp-dev liblua5.4-dev libncurses-dev \
+PKGS="gcc make pkg-config libopenblas-openmp-dev libdnnl-dev liblua5.4-dev libncurses-dev \
 libcjson-dev zlib1g-dev dataset-fashion-mnist tmux libxml2-utils libprotobuf-c-dev protobuf-c-compiler \
 libonnx-dev libonnx-testdata $EXTRA"
 missing=""

@@ -38,8 +38,9 @@ static const char usage[] =
     "  --version       print the version\n"
     "\n"
     "Progress bars go to stderr when it is a terminal. Environment: QLAB_ISA=\n"
-    "scalar|avx2|avx512 forces the INT8 kernel level; QLAB_HOME is the folder\n"
-    "holding lua/ (default: the folder of the qlab binary).\n";
+    "scalar|avx2|avx512 caps the kernels' ISA (INT8, and oneDNN's FP32 convs);\n"
+    "QLAB_FP32=blas runs FP32 convs on im2col + OpenBLAS instead of oneDNN;\n"
+    "QLAB_HOME is the folder holding lua/ (default: the folder of the qlab binary).\n";
 
 typedef struct {
     const char *script, *json, *code, *model;

@@ -126,6 +126,7 @@ typedef struct ql_graph {
     int profile;              /* when set, forward accumulates per-node ms */
     int observe;              /* when set, forward feeds node outputs to their observers */
     int keep_all;             /* when set, inference keeps every node's output (ql_graph_activation) */
+    int no_fusion;            /* when set, inference runs every node alone (conv+bn+relu unfused) */
     int bn_frozen;            /* QAT: conv_bn nodes use running statistics and stop updating them */
     double *node_ms;          /* [nnodes], valid when profile */
 } ql_graph;

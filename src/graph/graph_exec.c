@@ -15,6 +15,8 @@ struct ql_runtime {
     unsigned char *ginit;     /* [cap] gradient already written once */
     unsigned char *busy;      /* [cap] planner scratch */
     int *start, *end, *slot, *cmax;   /* [cap] lifetimes, slot, last consumer */
+    int *into;                /* [cap] inference: node fused into node into[i] (its value), or -1 */
+    int *fbn, *fact;          /* [cap] inference: batchnorm fused into node i (or -1), activation */
     int64_t *size, *slot_size;        /* [cap] per-sample floats */
     ql_tensor **slots;        /* [cap] activation buffers */
     ql_tensor **gslots;       /* [cap] gradient buffers */
@@ -37,7 +39,7 @@ static void rt_clear(ql_runtime *rt) {
     free_slots(rt->slots, 0, rt->cap);
     free_slots(rt->gslots, 0, rt->cap);
     void *arrays[] = {rt->act, rt->needed, rt->rgrad, rt->ginit, rt->busy, rt->start, rt->end,
-                      rt->slot, rt->cmax, rt->size, rt->slot_size, rt->slots, rt->gslots, rt->ws, rt->acc};
+                      rt->slot, rt->cmax, rt->into, rt->fbn, rt->fact, rt->size, rt->slot_size, rt->slots, rt->gslots, rt->ws, rt->acc};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) ql_free(arrays[i]);
     ql_tensor_free(rt->input_grad);
     int want = rt->want_input_grad, ms_n = rt->ms_n;
@@ -70,9 +72,10 @@ static ql_status rt_ensure(ql_graph *g) {
     rt->slots = s; rt->gslots = gs;
     void **arrays[] = {(void **)&rt->act, (void **)&rt->needed, (void **)&rt->rgrad, (void **)&rt->ginit,
                        (void **)&rt->busy, (void **)&rt->start, (void **)&rt->end, (void **)&rt->slot,
-                       (void **)&rt->cmax, (void **)&rt->size, (void **)&rt->slot_size};
+                       (void **)&rt->cmax, (void **)&rt->into, (void **)&rt->fbn, (void **)&rt->fact,
+                       (void **)&rt->size, (void **)&rt->slot_size};
     size_t elem[] = {sizeof(ql_tensor *), 1, 1, 1, 1, sizeof(int), sizeof(int), sizeof(int), sizeof(int),
-                     sizeof(int64_t), sizeof(int64_t)};
+                     sizeof(int), sizeof(int), sizeof(int), sizeof(int64_t), sizeof(int64_t)};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
         ql_free(*arrays[i]);
         if (!(*arrays[i] = ql_calloc((size_t)cap * elem[i]))) { rt_clear(rt); return QL_ENOMEM; }
@@ -139,6 +142,50 @@ static void analyse(const ql_graph *g, ql_runtime *rt) {
                 if (rt->cmax[g->nodes[j].inputs[k]] < j) rt->cmax[g->nodes[j].inputs[k]] = j;
 }
 
+/* The one needed consumer of node i, or -1 (none, several, or i is the output). */
+static int sole_consumer(const ql_graph *g, const ql_runtime *rt, int i) {
+    if (i == g->output) return -1;
+    int c = -1;
+    for (int j = i + 1; j < g->nnodes; j++) {
+        if (!rt->needed[j]) continue;
+        for (int k = 0; k < g->nodes[j].ninputs; k++)
+            if (g->nodes[j].inputs[k] == i) {
+                if (c >= 0 && c != j) return -1;
+                c = j;
+            }
+    }
+    return c;
+}
+
+/* Inference fusion: an FP32 conv absorbs the batchnorm that alone reads it
+ * (weights folded, conv2d.c's dnnl path fuses the rest), and a conv or add
+ * absorbs the relu / relu6 that alone reads it: one pass over the
+ * activation instead of three. Off while observing (observers watch every
+ * node's output) and with keep_all (every node's value is asked for). */
+static void plan_fusion(ql_graph *g, ql_runtime *rt, int training) {
+    int nn = g->nnodes;
+    for (int i = 0; i < nn; i++) { rt->into[i] = rt->fbn[i] = -1; rt->fact[i] = 0; }
+    if (training || g->observe || g->keep_all || g->no_fusion) return;
+    for (int i = 1; i < nn; i++) {
+        ql_node *n = &g->nodes[i];
+        if (!rt->needed[i] || rt->into[i] >= 0 || n->out_dtype != QL_DTYPE_F32 || n->a.act) continue;
+        if (n->op != QL_OP_CONV2D && n->op != QL_OP_ADD) continue;
+        int at = i, j = sole_consumer(g, rt, i);
+        if (n->op == QL_OP_CONV2D && j > 0 && g->nodes[j].op == QL_OP_BATCHNORM2D && !g->nodes[j].obs) {
+            rt->fbn[i] = j;
+            rt->into[j] = i;
+            at = j;
+            j = sole_consumer(g, rt, j);
+        }
+        if (j > 0 && (g->nodes[j].op == QL_OP_RELU || g->nodes[j].op == QL_OP_RELU6) && !g->nodes[j].obs) {
+            rt->fact[i] = g->nodes[j].op == QL_OP_RELU ? QL_ACT_RELU : QL_ACT_RELU6;
+            rt->into[j] = i;
+            at = j;
+        }
+        if (at != i) rt->cmax[i] = rt->cmax[at];   /* the fused value lives as long as its last part */
+    }
+}
+
 /* Plans activation slots: inference frees after the last consumer, training
  * keeps everything (and copies the input, which backward reads). */
 static ql_status plan_forward(ql_graph *g, ql_runtime *rt, int training) {
@@ -146,7 +193,7 @@ static ql_status plan_forward(ql_graph *g, ql_runtime *rt, int training) {
     for (int i = 0; i < nn; i++) {
         rt->start[i] = -1;
         rt->end[i] = (training || g->keep_all || i == g->output) ? nn : rt->cmax[i];
-        if (!rt->needed[i] || (i == 0 && !training)) continue;   /* inference views x */
+        if (!rt->needed[i] || (i == 0 && !training) || rt->into[i] >= 0) continue;   /* inference views x */
         rt->start[i] = i;
         rt->size[i] = ql_node_numel(&g->nodes[i]);
     }
@@ -207,7 +254,8 @@ static ql_status run_node(ql_graph *g, ql_runtime *rt, int i, int64_t batch, int
     y->scale = n->out_scale;
     y->zero_point = n->out_zero;
     QL_TRY(resize_batch(y, batch, n));
-    ql_op_ctx c = {.g = g, .n = n, .batch = batch, .training = training, .y = y};
+    ql_op_ctx c = {.g = g, .n = n, .batch = batch, .training = training, .y = y,
+                   .bn = rt->fbn[i] >= 0 ? &g->nodes[rt->fbn[i]] : NULL, .act = rt->fact[i]};
     for (int k = 0; k < n->ninputs; k++) c.x[k] = rt->act[n->inputs[k]];
     double t0 = g->profile ? now_ms() : 0;
     QL_TRY(ql_op_def_get(n->op)->forward(&c));
@@ -233,11 +281,13 @@ ql_status ql_graph_forward(ql_graph *g, const ql_tensor *x, const ql_tensor **ou
     for (int i = 0; i < g->nnodes; i++) rt->act[i] = NULL;
     if (g->profile) QL_TRY(profile_ensure(g));
     analyse(g, rt);
+    plan_fusion(g, rt, training);
     QL_TRY(plan_forward(g, rt, training));
     QL_TRY(set_input(g, rt, x, batch, training));
     if (g->observe && g->nodes[0].obs) QL_TRY(ql_observer_observe(g->nodes[0].obs, rt->act[0]));
     for (int i = 1; i < g->nnodes; i++) {
         if (!rt->needed[i]) continue;
+        if (rt->into[i] >= 0) { rt->act[i] = rt->act[rt->into[i]]; continue; }
         ql_status st = run_node(g, rt, i, batch, training);
         if (st != QL_OK) {
             for (int k = 0; k < g->nnodes; k++) rt->act[k] = NULL;
@@ -246,6 +296,8 @@ ql_status ql_graph_forward(ql_graph *g, const ql_tensor *x, const ql_tensor **ou
     }
     if (out) *out = rt->act[g->output];
     if (!training && g->output != 0) rt->act[0] = NULL;   /* x is the caller's */
+    for (int i = 0; i < g->nnodes && !training; i++)     /* fused parts are not kept either */
+        if (i != g->output && (rt->into[i] >= 0 || rt->fbn[i] >= 0 || rt->fact[i])) rt->act[i] = NULL;
     rt->trained = training;
     rt->batch = batch;
     return QL_OK;

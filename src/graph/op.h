@@ -17,6 +17,10 @@ typedef struct {
     ql_tensor *y;                        /* output, already sized (N, out_shape) */
     const float *dy;                     /* backward: (N, out_shape) */
     float *dx[QL_MAX_INPUTS];            /* backward: OVERWRITTEN; NULL = not needed */
+    /* Inference fusion (graph_exec.c): a batchnorm2d node to apply to a conv's
+     * output, and an activation (QL_ACT_*) to apply after it; conv2d and add. */
+    const ql_node *bn;
+    int act;
 } ql_op_ctx;
 
 typedef struct {

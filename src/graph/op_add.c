@@ -20,7 +20,7 @@ static ql_status add_infer(ql_node *n, const ql_node *const *in) {
 
 static ql_status add_forward(ql_op_ctx *c) {
     ql_add_forward(c->y->numel, ql_f32(c->x[0]), ql_f32(c->x[1]), ql_f32(c->y));
-    ql_act_forward(c->n->a.act, c->y->numel, ql_f32(c->y));
+    ql_act_forward(c->n->a.act ? c->n->a.act : c->act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 

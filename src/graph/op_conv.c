@@ -1,5 +1,6 @@
 /* conv2d node: PyTorch's OIHW weight in the file, an OHWI packed copy for the
  * kernels (rebuilt when g->version moves), im2col scratch from the graph. */
+#include <math.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "qlab/ops.h"
@@ -17,12 +18,17 @@ typedef struct {
     uint64_t wp_version;
     ql_wfq wfq;               /* QAT: weight fake-quant of the last pack */
     float *fq;                /* QAT: fq(weight) OIHW, or NULL */
+    ql_conv_plan *plan;       /* oneDNN primitives of this node, by shape */
+    float *wb, *bb;           /* inference with a fused batchnorm: folded weight and bias */
+    size_t wb_n;
+    uint64_t wb_version;      /* g->version + 1 they were folded at, 0: never */
+    const float *wb_src;
     _Alignas(64) float w[];   /* (OC,KH,KW,C/groups), cache-line aligned like ql_malloc */
 } conv_priv;
 
 static void conv_priv_free(void *priv) {
     conv_priv *p = priv;
-    if (p) { ql_free(p->wp); ql_free(p->fq); ql_wfq_free(&p->wfq); }
+    if (p) { ql_free(p->wp); ql_free(p->fq); ql_wfq_free(&p->wfq); ql_conv_plan_free(p->plan); ql_free(p->wb); ql_free(p->bb); }
     ql_free(p);
 }
 
@@ -120,17 +126,55 @@ static const float *pruned_weight(ql_op_ctx *c, const float *w, ql_conv2d_shape 
     return p->wp;
 }
 
+/* w' = w * gamma/sqrt(var+eps) per output channel, b' = (b - mean) * that + beta:
+ * the conv then writes what conv followed by the batchnorm would (to float
+ * rounding). Refolded when the parameters move. */
+static int fold_bn(ql_op_ctx *c, const ql_conv2d_shape *s, const float **w, const float **b) {
+    conv_priv *p = c->n->priv;
+    const ql_node *bn = c->bn;
+    size_t per = (size_t)s->kh * s->kw * (s->c / s->groups), nw = per * s->oc;
+    if (p->wb_n < nw || !p->bb) {
+        ql_free(p->wb); ql_free(p->bb);
+        p->wb = ql_malloc(nw * sizeof(float));
+        p->bb = ql_malloc((size_t)s->oc * sizeof(float));
+        p->wb_n = p->wb && p->bb ? nw : 0;
+        p->wb_version = 0;
+        if (!p->wb_n) return 0;
+    }
+    if (p->wb_version != c->g->version + 1 || p->wb_src != *w) {
+        const float *G = ql_f32(bn->params[0].value), *B = ql_f32(bn->params[1].value);
+        const float *M = ql_f32(bn->params[2].value), *V = ql_f32(bn->params[3].value);
+        for (int o = 0; o < s->oc; o++) {
+            float k = G[o] / sqrtf(V[o] + bn->a.eps);
+            for (size_t e = 0; e < per; e++) p->wb[o * per + e] = (*w)[o * per + e] * k;
+            p->bb[o] = ((*b ? (*b)[o] : 0.0f) - M[o]) * k + B[o];
+        }
+        p->wb_version = c->g->version + 1;
+        p->wb_src = *w;
+    }
+    *w = p->wb;
+    *b = p->bb;
+    return 1;
+}
+
 static ql_status conv_forward(ql_op_ctx *c) {
     ql_conv2d_shape s;
     QL_TRY(conv_shape(c, &s));
     const float *w = packed_weight(c);
     if (w && !c->training) w = pruned_weight(c, w, &s);
+    if (!w) return QL_ENOMEM;
+    const float *b = c->n->a.bias ? ql_f32(c->n->params[1].value) : NULL;
+    conv_priv *p = c->n->priv;
+    if (c->bn && !fold_bn(c, &s, &w, &b)) return QL_ENOMEM;
+    int act = c->n->a.act ? c->n->a.act : c->act;
+    if (ql_conv2d_dnnl_forward(&p->plan, &s, c->training, ql_f32(c->x[0]), w, c->g->version + 1, b,
+                               act, ql_f32(c->y)))
+        return QL_OK;
     size_t nws = ql_conv2d_workspace(&s);
     float *ws = ql_graph_scratch(c->g, nws);
-    if (!w || (nws && !ws)) return QL_ENOMEM;
-    const float *b = c->n->a.bias ? ql_f32(c->n->params[1].value) : NULL;
+    if (nws && !ws) return QL_ENOMEM;
     ql_conv2d_forward(&s, ql_f32(c->x[0]), w, b, ql_f32(c->y), ws);
-    ql_act_forward(c->n->a.act, c->y->numel, ql_f32(c->y));
+    ql_act_forward(act, c->y->numel, ql_f32(c->y));
     return QL_OK;
 }
 
@@ -163,8 +207,10 @@ static ql_status conv_backward(ql_op_ctx *c) {
         ql_act_backward(a->act, (int64_t)ny, ql_f32(c->y), m);
         dy = m;
     }
-    ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
     conv_priv *p = n->priv;
+    if (!ql_conv2d_dnnl_backward(&p->plan, &s, ql_f32(c->x[0]), w, c->g->version + 1, dy, c->dx[0], dw,
+                                 gb ? ql_f32(gb) : NULL))
+        ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
     if (dw && p->wfq.active) {   /* QAT: straight-through the weight fake-quant */
         float *d = ql_malloc(nw * sizeof(float));
         if (!d) return QL_ENOMEM;

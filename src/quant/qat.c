@@ -23,6 +23,7 @@ static ql_status absorb_bn(ql_graph *g, int i, int j) {
         QL_TRY(ql_node_add_param(conv, sfx[k], 1, cs, k < 2));
         QL_TRY(ql_tensor_copy(conv->params[conv->nparams - 1].value, bn->params[k].value));
     }
+    ql_node_free_priv(conv);   /* the conv's caches, freed by the conv's own rule before the op changes */
     conv->op = QL_OP_CONV_BN;
     conv->a.eps = bn->a.eps;
     conv->a.momentum = bn->a.momentum;
@@ -190,6 +191,7 @@ static ql_status fold_conv_bn(ql_node *n) {
         ql_tensor_free(n->params[k].grad);
     }
     n->nparams = gi;
+    ql_node_free_priv(n);
     n->op = QL_OP_CONV2D;
     return QL_OK;
 }
