@@ -36,17 +36,18 @@ void ql_conv_weight_ohwi_to_oihw(const float *src, float *dst, int oc, int ic, i
 
 /* The same convolutions through oneDNN (src/ops/conv2d_dnnl.c): JIT kernels
  * for the machine's ISA, primitives kept per node in a plan (by shape, batch
- * and direction). w is OHWI; wver changes whenever w's contents do (0: always
- * re-read). act (QL_ACT_*) is fused into the forward. Each returns 1 when it
+ * and direction). w is OHWI unless w_oihw; wver changes whenever w's contents do (0: always
+ * re-read); w_oihw says w and dw are OIHW (PyTorch's layout, the parameters
+ * themselves) instead. act (QL_ACT_*) is fused into the forward. Each returns 1 when it
  * did the work, 0 when oneDNN is unavailable (QLAB_FP32=blas) or refused the
  * shape: the caller then runs ql_conv2d_forward/backward. Same gradient
  * conventions as those (dx overwritten, dw/db accumulated). */
 typedef struct ql_conv_plan ql_conv_plan;
 int  ql_conv2d_dnnl_available(void);
 int  ql_conv2d_dnnl_forward(ql_conv_plan **plan, const ql_conv2d_shape *s, int training, const float *x,
-                            const float *w, uint64_t wver, const float *b, int act, float *y);
+                            const float *w, int w_oihw, uint64_t wver, const float *b, int act, float *y);
 int  ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, const float *x, const float *w,
-                             uint64_t wver, const float *dy, float *dx, float *dw, float *db);
+                             int w_oihw, uint64_t wver, const float *dy, float *dx, float *dw, float *db);
 void ql_conv_plan_free(ql_conv_plan *plan);
 
 /* ---- batchnorm2d (x viewed as (M,C), M = N*H*W) ------------------------ */

@@ -19,6 +19,7 @@ typedef struct {
     ql_wfq wfq;               /* QAT: weight fake-quant of the last pack */
     float *fq;                /* QAT: fq(weight) OIHW, or NULL */
     ql_conv_plan *plan;       /* oneDNN primitives of this node, by shape */
+    uint64_t fq_version;      /* QAT: g->version + 1 fq was computed at, 0: never */
     float *wb, *bb;           /* inference with a fused batchnorm: folded weight and bias */
     size_t wb_n;
     uint64_t wb_version;      /* g->version + 1 they were folded at, 0: never */
@@ -72,26 +73,40 @@ static ql_status conv_shape(const ql_op_ctx *c, ql_conv2d_shape *s) {
     return ql_conv_shape_of(&c->n->a, c->x[0], c->batch, s);
 }
 
-/* The OHWI copy of the weight, repacked when the parameters changed. */
-static const float *packed_weight(ql_op_ctx *c) {
-    ql_node *n = c->n;
-    const ql_attrs *a = &n->a;
-    const ql_tensor *w = n->params[0].value;
+static conv_priv *priv_of(ql_node *n) {
     conv_priv *p = n->priv;
-    if (!p) {
-        if (!(p = ql_malloc(sizeof *p + (size_t)w->numel * sizeof(float)))) return NULL;
-        memset(p, 0, sizeof *p);
-        p->pruned = -1;
-        n->priv = p;
+    if (p) return p;
+    if (!(p = ql_malloc(sizeof *p + (size_t)n->params[0].value->numel * sizeof(float)))) return NULL;
+    memset(p, 0, sizeof *p);
+    p->pruned = -1;
+    n->priv = p;
+    return p;
+}
+
+/* The OIHW weight the kernels run on: the parameter itself, or under QAT
+ * fq(weight), recomputed when the parameters changed. */
+static const float *oihw_weight(ql_op_ctx *c) {
+    ql_node *n = c->n;
+    const ql_tensor *w = n->params[0].value;
+    conv_priv *p = priv_of(n);
+    if (!p) return NULL;
+    if (!n->wobs) return ql_f32(w);
+    if (p->fq_version != c->g->version + 1) {
+        if (!p->fq && !(p->fq = ql_malloc((size_t)w->numel * sizeof(float)))) return NULL;
+        if (ql_qat_weight_forward(n, c->training, ql_f32(w), n->a.out_ch, w->numel / n->a.out_ch, p->fq, &p->wfq) != QL_OK)
+            return NULL;
+        p->fq_version = c->g->version + 1;
     }
+    return p->fq;
+}
+
+/* The OHWI copy of that weight, repacked when the parameters changed. */
+static const float *packed_weight(ql_op_ctx *c) {
+    const ql_attrs *a = &c->n->a;
+    const float *src = oihw_weight(c);
+    conv_priv *p = c->n->priv;
+    if (!src) return NULL;
     if (!p->valid || p->version != c->g->version) {
-        const float *src = ql_f32(w);
-        if (n->wobs) {   /* QAT: the kernels run on fq(weight) */
-            if (!p->fq && !(p->fq = ql_malloc((size_t)w->numel * sizeof(float)))) return NULL;
-            if (ql_qat_weight_forward(n, c->training, src, a->out_ch, w->numel / a->out_ch, p->fq, &p->wfq) != QL_OK)
-                return NULL;
-            src = p->fq;
-        }
         ql_conv_weight_oihw_to_ohwi(src, p->w, a->out_ch, a->in_ch / a->groups, a->kernel[0], a->kernel[1]);
         p->version = c->g->version;
         p->valid = 1;
@@ -160,6 +175,14 @@ static int fold_bn(ql_op_ctx *c, const ql_conv2d_shape *s, const float **w, cons
 static ql_status conv_forward(ql_op_ctx *c) {
     ql_conv2d_shape s;
     QL_TRY(conv_shape(c, &s));
+    if (c->training) {   /* oneDNN reads the OIHW parameter as it is */
+        const float *wt = oihw_weight(c);
+        if (!wt) return QL_ENOMEM;
+        const float *bt = c->n->a.bias ? ql_f32(c->n->params[1].value) : NULL;
+        if (ql_conv2d_dnnl_forward(&((conv_priv *)c->n->priv)->plan, &s, 1, ql_f32(c->x[0]), wt, 1,
+                                   c->g->version + 1, bt, c->n->a.act, ql_f32(c->y)))
+            return QL_OK;
+    }
     const float *w = packed_weight(c);
     if (w && !c->training) w = pruned_weight(c, w, &s);
     if (!w) return QL_ENOMEM;
@@ -167,7 +190,7 @@ static ql_status conv_forward(ql_op_ctx *c) {
     conv_priv *p = c->n->priv;
     if (c->bn && !fold_bn(c, &s, &w, &b)) return QL_ENOMEM;
     int act = c->n->a.act ? c->n->a.act : c->act;
-    if (ql_conv2d_dnnl_forward(&p->plan, &s, c->training, ql_f32(c->x[0]), w, c->g->version + 1, b,
+    if (ql_conv2d_dnnl_forward(&p->plan, &s, c->training, ql_f32(c->x[0]), w, 0, c->g->version + 1, b,
                                act, ql_f32(c->y)))
         return QL_OK;
     size_t nws = ql_conv2d_workspace(&s);
@@ -187,6 +210,29 @@ static void unpack_accumulate(const float *d, float *grad, int oc, int ic, int k
                     grad[(((size_t)o * ic + i) * kh + y) * kw + x] += d[(((size_t)o * kh + y) * kw + x) * ic + i];
 }
 
+/* oneDNN's backward on the OIHW weight: dw accumulates straight into the
+ * parameter's gradient (through fq's straight-through mask under QAT).
+ * Returns 0 when oneDNN did not take it (the caller runs the reference). */
+static int backward_dnnl(ql_op_ctx *c, const ql_conv2d_shape *s, const float *dy, ql_tensor *gw, ql_tensor *gb) {
+    ql_node *n = c->n;
+    const float *w = oihw_weight(c);
+    conv_priv *p = n->priv;
+    if (!w || !ql_conv2d_dnnl_available()) return 0;
+    size_t nw = gw ? (size_t)gw->numel : 0;
+    float *d = NULL;
+    if (nw && p->wfq.active && !(d = ql_calloc(nw * sizeof(float)))) return 0;
+    float *dw = d ? d : nw ? ql_f32(gw) : NULL;
+    int ok = ql_conv2d_dnnl_backward(&p->plan, s, ql_f32(c->x[0]), w, 1, c->g->version + 1, dy, c->dx[0], dw,
+                                     gb ? ql_f32(gb) : NULL);
+    if (ok && d) {   /* QAT: straight-through the weight fake-quant */
+        ql_qat_weight_backward(&p->wfq, ql_f32(n->params[0].value), d);
+        float *G = ql_f32(gw);
+        for (size_t e = 0; e < nw; e++) G[e] += d[e];
+    }
+    ql_free(d);
+    return ok;
+}
+
 static ql_status conv_backward(ql_op_ctx *c) {
     ql_node *n = c->n;
     const ql_attrs *a = &n->a;
@@ -195,11 +241,8 @@ static ql_status conv_backward(ql_op_ctx *c) {
     ql_tensor *gw = n->params[0].grad, *gb = a->bias ? n->params[1].grad : NULL;
     size_t nws = ql_conv2d_workspace(&s), nw = gw ? (size_t)gw->numel : 0;
     size_t ny = a->act ? (size_t)c->y->numel : 0;
-    const float *w = packed_weight(c);
     float *ws = ql_graph_scratch(c->g, nws + nw + ny);
-    if (!w || (nws + nw + ny && !ws)) return QL_ENOMEM;
-    float *dw = nw ? ws + nws : NULL;   /* OHWI, unpacked into the OIHW grad below */
-    if (dw) memset(dw, 0, nw * sizeof *dw);
+    if (nws + nw + ny && !ws) return QL_ENOMEM;
     const float *dy = c->dy;
     if (ny) {   /* through the fused activation first */
         float *m = ws + nws + nw;
@@ -207,10 +250,13 @@ static ql_status conv_backward(ql_op_ctx *c) {
         ql_act_backward(a->act, (int64_t)ny, ql_f32(c->y), m);
         dy = m;
     }
+    if (backward_dnnl(c, &s, dy, gw, gb)) return QL_OK;
+    const float *w = packed_weight(c);
+    if (!w) return QL_ENOMEM;
+    float *dw = nw ? ws + nws : NULL;   /* OHWI, unpacked into the OIHW grad below */
+    if (dw) memset(dw, 0, nw * sizeof *dw);
     conv_priv *p = n->priv;
-    if (!ql_conv2d_dnnl_backward(&p->plan, &s, ql_f32(c->x[0]), w, c->g->version + 1, dy, c->dx[0], dw,
-                                 gb ? ql_f32(gb) : NULL))
-        ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
+    ql_conv2d_backward(&s, ql_f32(c->x[0]), w, dy, c->dx[0], dw, gb ? ql_f32(gb) : NULL, ws);
     if (dw && p->wfq.active) {   /* QAT: straight-through the weight fake-quant */
         float *d = ql_malloc(nw * sizeof(float));
         if (!d) return QL_ENOMEM;

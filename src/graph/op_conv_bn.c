@@ -21,12 +21,14 @@ typedef struct {
     float *mean, *invstd;    /* (OC) batch statistics of the last training forward */
     float *y0; size_t y0_cap;
     int batch_stats;         /* the last forward used batch statistics */
+    ql_conv_plan *plan;      /* oneDNN primitives (on the OIHW fq(w*s)) */
 } cbn_priv;
 
 static void cbn_free(void *pv) {
     cbn_priv *p = pv;
     if (!p) return;
     ql_wfq_free(&p->wfq);
+    ql_conv_plan_free(p->plan);
     float *bufs[] = {p->ws, p->wq, p->wp, p->s, p->bias_f, p->mean, p->invstd, p->y0};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ql_free(bufs[i]);
     ql_free(p);
@@ -74,6 +76,13 @@ static ql_status shape_of(const ql_op_ctx *c, ql_conv2d_shape *s) {
     return ql_conv_shape_of(&c->n->a, c->x[0], c->batch, s);
 }
 
+/* y = conv(x, fq(w*s)) + b: oneDNN on the OIHW weight, else the reference on the OHWI copy. */
+static void conv(cbn_priv *p, const ql_conv2d_shape *s, int training, const float *x, const float *b,
+                 float *y, float *ws) {
+    if (!ql_conv2d_dnnl_forward(&p->plan, s, training, x, p->wq, 1, 0, b, 0, y))
+        ql_conv2d_forward(s, x, p->wp, b, y, ws);
+}
+
 static ql_status cbn_forward(ql_op_ctx *c) {
     ql_node *n = c->n;
     const ql_attrs *a = &n->a;
@@ -92,8 +101,10 @@ static ql_status cbn_forward(ql_op_ctx *c) {
         for (int64_t e = 0; e < per; e++) p->ws[o * per + e] = w[o * per + e] * p->s[o];
     }
     QL_TRY(ql_qat_weight_forward(n, c->training, p->ws, oc, per, p->wq, &p->wfq));
-    ql_conv_weight_oihw_to_ohwi(p->wq, p->wp, oc, ic, a->kernel[0], a->kernel[1]);
-    size_t nws = ql_conv2d_workspace(&s);
+    /* oneDNN reads the OIHW fq(w*s) as it is; the reference kernels want OHWI */
+    int dnnl = ql_conv2d_dnnl_available();
+    if (!dnnl) ql_conv_weight_oihw_to_ohwi(p->wq, p->wp, oc, ic, a->kernel[0], a->kernel[1]);
+    size_t nws = dnnl ? 0 : ql_conv2d_workspace(&s);
     float *ws = ql_graph_scratch(c->g, nws);
     if (nws && !ws) return QL_ENOMEM;
     float *y = ql_f32(c->y);
@@ -107,13 +118,13 @@ static ql_status cbn_forward(ql_op_ctx *c) {
             if (!(p->y0 = ql_malloc(need * sizeof(float)))) return QL_ENOMEM;
             p->y0_cap = need;
         }
-        ql_conv2d_forward(&s, ql_f32(c->x[0]), p->wp, NULL, p->y0, ws);
+        conv(p, &s, c->training, ql_f32(c->x[0]), NULL, p->y0, ws);
         for (int64_t r = 0; r < m; r++)
             for (int o = 0; o < oc; o++) p->y0[r * oc + o] = p->y0[r * oc + o] / p->s[o] + (b ? b[o] : 0.0f);
         ql_batchnorm_forward_train(m, oc, p->y0, gamma, beta, rm, rv, a->eps, a->momentum, y, p->mean, p->invstd);
     } else {
         for (int o = 0; o < oc; o++) p->bias_f[o] = ((b ? b[o] : 0.0f) - rm[o]) * p->s[o] + beta[o];
-        ql_conv2d_forward(&s, ql_f32(c->x[0]), p->wp, p->bias_f, y, ws);
+        conv(p, &s, c->training, ql_f32(c->x[0]), p->bias_f, y, ws);
     }
     ql_act_forward(a->act, c->y->numel, y);
     return QL_OK;
@@ -164,10 +175,15 @@ static ql_status cbn_backward(ql_op_ctx *c) {
         dconv = dm;
     }
     float *dwp = gw || (gg && !p->batch_stats) ? dwo : NULL;
-    if (dwp) memset(dwp, 0, wn * sizeof(float));
-    ql_conv2d_backward(&s, ql_f32(c->x[0]), p->wp, dconv, c->dx[0], dwp, NULL, ws);
+    if (dwp) { memset(dwp, 0, wn * sizeof(float)); memset(dws, 0, wn * sizeof(float)); }
+    int dnnl = ql_conv2d_dnnl_backward(&p->plan, &s, ql_f32(c->x[0]), p->wq, 1, 0, dconv, c->dx[0],
+                                       dwp ? dws : NULL, NULL);   /* dws: OIHW, zeroed above */
+    if (!dnnl) {
+        if (ql_conv2d_dnnl_available()) ql_conv_weight_oihw_to_ohwi(p->wq, p->wp, oc, ic, a->kernel[0], a->kernel[1]);
+        ql_conv2d_backward(&s, ql_f32(c->x[0]), p->wp, dconv, c->dx[0], dwp, NULL, ws);
+    }
     if (dwp) {
-        ql_conv_weight_ohwi_to_oihw(dwp, dws, oc, ic, a->kernel[0], a->kernel[1]);
+        if (!dnnl) ql_conv_weight_ohwi_to_oihw(dwp, dws, oc, ic, a->kernel[0], a->kernel[1]);
         ql_qat_weight_backward(&p->wfq, p->ws, dws);          /* d(w*s), straight-through */
         float *G = gw ? ql_f32(gw) : NULL, *Gg = gg ? ql_f32(gg) : NULL;
         for (int o = 0; o < oc; o++) {

@@ -22,7 +22,7 @@
 enum { K_FWD_INF, K_FWD_TRAIN, K_BWD_DATA, K_BWD_WEIGHTS };
 
 typedef struct {
-    int used, kind, act, has_bias;
+    int used, kind, act, has_bias, oihw;
     int nthr;                               /* oneDNN splits the work when the primitive is made */
     ql_conv2d_shape s;
     uint64_t tick;
@@ -78,7 +78,7 @@ void ql_conv_plan_free(ql_conv_plan *p) {
 
 /* Logical dims: activations (N,C,H,W) with the nhwc tag; weights (O,I,H,W)
  * or, grouped, (G,O/G,I/G,H,W) with ohwi / gohwi. */
-static void mds(const ql_conv2d_shape *s, dnnl_format_tag_t wtag, dnnl_memory_desc_t *src,
+static void mds(const ql_conv2d_shape *s, int oihw, int any, dnnl_memory_desc_t *src,
                 dnnl_memory_desc_t *wei, dnnl_memory_desc_t *bias, dnnl_memory_desc_t *dst) {
     dnnl_dims_t sd = {s->n, s->c, s->h, s->w}, dd = {s->n, s->oc, s->oh, s->ow}, bd = {s->oc};
     dnnl_memory_desc_init_by_tag(src, 4, sd, dnnl_f32, dnnl_nhwc);
@@ -86,18 +86,17 @@ static void mds(const ql_conv2d_shape *s, dnnl_format_tag_t wtag, dnnl_memory_de
     dnnl_memory_desc_init_by_tag(bias, 1, bd, dnnl_f32, dnnl_x);
     if (s->groups == 1) {
         dnnl_dims_t wd = {s->oc, s->c, s->kh, s->kw};
-        dnnl_memory_desc_init_by_tag(wei, 4, wd, dnnl_f32, wtag == dnnl_format_tag_any ? wtag : dnnl_ohwi);
+        dnnl_memory_desc_init_by_tag(wei, 4, wd, dnnl_f32, any ? dnnl_format_tag_any : oihw ? dnnl_oihw : dnnl_ohwi);
     } else {
         dnnl_dims_t wd = {s->groups, s->oc / s->groups, s->c / s->groups, s->kh, s->kw};
-        dnnl_memory_desc_init_by_tag(wei, 5, wd, dnnl_f32, wtag == dnnl_format_tag_any ? wtag : dnnl_gohwi);
+        dnnl_memory_desc_init_by_tag(wei, 5, wd, dnnl_f32, any ? dnnl_format_tag_any : oihw ? dnnl_goihw : dnnl_gohwi);
     }
 }
 
 /* The convolution descriptor of one direction. */
 static dnnl_status_t conv_desc(const ql_conv2d_shape *s, int kind, int has_bias, dnnl_convolution_desc_t *cd) {
-    dnnl_memory_desc_t src, wei, bias, dst, wany;
-    mds(s, dnnl_format_tag_any, &src, &wany, &bias, &dst);
-    (void)wei;
+    dnnl_memory_desc_t src, bias, dst, wany;
+    mds(s, 0, 1, &src, &wany, &bias, &dst);
     dnnl_dims_t st = {s->sh, s->sw}, dl = {s->dh - 1, s->dw - 1}, pl = {s->ph, s->pw};
     /* right padding: whatever makes the output size come out (PyTorch floors) */
     dnnl_dims_t pr = {(int64_t)(s->oh - 1) * s->sh + (int64_t)(s->kh - 1) * s->dh + 1 - s->h - s->ph,
@@ -148,12 +147,12 @@ static int mem(dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *handle) {
 }
 
 /* Builds slot t for (s, kind, act, bias): the primitive and its memories. */
-static int slot_build(slot *t, const ql_conv2d_shape *s, int kind, int act, int has_bias) {
+static int slot_build(slot *t, const ql_conv2d_shape *s, int kind, int act, int has_bias, int oihw) {
     dnnl_primitive_desc_t pd;
     if (make_pd(s, kind, act, has_bias, &pd) != dnnl_success) return 0;
-    t->used = 1; t->kind = kind; t->act = act; t->has_bias = has_bias; t->s = *s;
+    t->used = 1; t->kind = kind; t->act = act; t->has_bias = has_bias; t->oihw = oihw; t->s = *s;
     dnnl_memory_desc_t src, wuser, bias, dst;
-    mds(s, dnnl_ohwi, &src, &wuser, &bias, &dst);
+    mds(s, oihw, 0, &src, &wuser, &bias, &dst);
     int ok = dnnl_primitive_create(&t->prim, pd) == dnnl_success;
     /* the weights the primitive reads (forward, bwd data) or writes (bwd weights) */
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(
@@ -161,12 +160,25 @@ static int slot_build(slot *t, const ql_conv2d_shape *s, int kind, int act, int 
     ok = ok && mem(&t->src, &src, DNNL_MEMORY_NONE) && mem(&t->dst, &dst, DNNL_MEMORY_NONE) &&
          mem(&t->wuser, &wuser, DNNL_MEMORY_NONE);
     if (ok && has_bias && kind != K_BWD_DATA) ok = mem(&t->bias, &bias, DNNL_MEMORY_NONE);
-    if (ok && !dnnl_memory_desc_equal(wmd, &wuser)) {
+    /* Backward weights always goes through its own buffer: the reorder back to
+     * the caller's layout adds onto the caller's gradient (a sum post-op), as
+     * our gradients accumulate. Elsewhere only a layout change needs one. */
+    int back = kind == K_BWD_WEIGHTS;
+    if (ok && (back || !dnnl_memory_desc_equal(wmd, &wuser))) {
         dnnl_primitive_desc_t rpd;
+        dnnl_primitive_attr_t rattr = NULL;
+        if (back) {
+            dnnl_post_ops_t po;
+            dnnl_post_ops_create(&po);
+            dnnl_post_ops_append_sum(po, 1.0f);
+            dnnl_primitive_attr_create(&rattr);
+            dnnl_primitive_attr_set_post_ops(rattr, po);
+            dnnl_post_ops_destroy(po);
+        }
         ok = mem(&t->wblk, wmd, DNNL_MEMORY_ALLOCATE);
-        int back = kind == K_BWD_WEIGHTS;   /* blocked diff -> OHWI; else OHWI -> blocked */
         ok = ok && dnnl_reorder_primitive_desc_create(&rpd, back ? wmd : &wuser, engine,
-                                                      back ? &wuser : wmd, engine, NULL) == dnnl_success;
+                                                      back ? &wuser : wmd, engine, rattr) == dnnl_success;
+        if (rattr) dnnl_primitive_attr_destroy(rattr);
         if (ok) {
             ok = dnnl_primitive_create(&t->wreorder, rpd) == dnnl_success;
             dnnl_primitive_desc_destroy(rpd);
@@ -178,7 +190,7 @@ static int slot_build(slot *t, const ql_conv2d_shape *s, int kind, int act, int 
     return ok;
 }
 
-static slot *find(ql_conv_plan **pp, const ql_conv2d_shape *s, int kind, int act, int has_bias) {
+static slot *find(ql_conv_plan **pp, const ql_conv2d_shape *s, int kind, int act, int has_bias, int oihw) {
     if (!ready()) return NULL;
     if (!*pp && !(*pp = calloc(1, sizeof **pp))) return NULL;
     ql_conv_plan *p = *pp;
@@ -186,14 +198,14 @@ static slot *find(ql_conv_plan **pp, const ql_conv2d_shape *s, int kind, int act
     int nthr = omp_get_max_threads();
     for (int i = 0; i < PLAN_SLOTS; i++) {
         slot *t = &p->s[i];
-        if (t->used && t->kind == kind && t->act == act && t->has_bias == has_bias && t->nthr == nthr && !memcmp(&t->s, s, sizeof *s)) {
+        if (t->used && t->kind == kind && t->act == act && t->has_bias == has_bias && t->oihw == oihw && t->nthr == nthr && !memcmp(&t->s, s, sizeof *s)) {
             t->tick = ++p->tick;
             return t;
         }
         if (!t->used || (lru->used && t->tick < lru->tick)) lru = t;
     }
     slot_clear(lru);
-    if (!slot_build(lru, s, kind, act, has_bias)) return NULL;
+    if (!slot_build(lru, s, kind, act, has_bias, oihw)) return NULL;
     lru->nthr = nthr;
     lru->tick = ++p->tick;
     return lru;
@@ -217,9 +229,9 @@ static dnnl_memory_t weights_in(slot *t, const float *w, uint64_t wver) {
 }
 
 int ql_conv2d_dnnl_forward(ql_conv_plan **plan, const ql_conv2d_shape *s, int training, const float *x,
-                           const float *w, uint64_t wver, const float *b, int act, float *y) {
+                           const float *w, int w_oihw, uint64_t wver, const float *b, int act, float *y) {
     if (s->n == 0) return 1;
-    slot *t = find(plan, s, training ? K_FWD_TRAIN : K_FWD_INF, act, b != NULL);
+    slot *t = find(plan, s, training ? K_FWD_TRAIN : K_FWD_INF, act, b != NULL, w_oihw);
     if (!t) return 0;
     dnnl_memory_t wm = weights_in(t, w, wver);
     if (!wm) return 0;
@@ -235,10 +247,10 @@ int ql_conv2d_dnnl_forward(ql_conv_plan **plan, const ql_conv2d_shape *s, int tr
 }
 
 int ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, const float *x, const float *w,
-                            uint64_t wver, const float *dy, float *dx, float *dw, float *db) {
+                            int w_oihw, uint64_t wver, const float *dy, float *dx, float *dw, float *db) {
     if (s->n == 0) return 1;
     if (dx) {   /* dx = conv^T(dy, w), overwritten */
-        slot *t = find(plan, s, K_BWD_DATA, 0, 0);
+        slot *t = find(plan, s, K_BWD_DATA, 0, 0, w_oihw);
         if (!t) return 0;
         dnnl_memory_t wm = weights_in(t, w, wver);
         if (!wm) return 0;
@@ -247,29 +259,29 @@ int ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, const
         dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, t->dst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, t->src}};
         if (!run(t->prim, 3, a)) return 0;
     }
-    if (dw || db) {   /* oneDNN overwrites its diff weights; ours accumulate */
-        slot *t = find(plan, s, K_BWD_WEIGHTS, 0, db != NULL);
+    if (dw || db) {   /* oneDNN overwrites its diff weights; the reorder back adds them onto dw */
+        slot *t = find(plan, s, K_BWD_WEIGHTS, 0, db != NULL, w_oihw);
         if (!t) return 0;
         size_t nw = (size_t)s->oc * s->kh * s->kw * (s->c / s->groups);
-        float *tw = ql_malloc(nw * sizeof(float)), *tb = db ? ql_malloc((size_t)s->oc * sizeof(float)) : NULL;
-        int ok = tw && (!db || tb);
+        float *tw = dw ? NULL : ql_malloc(nw * sizeof(float));   /* db alone: somewhere to put dw */
+        float *tb = db ? ql_malloc((size_t)s->oc * sizeof(float)) : NULL;
+        int ok = (dw || tw) && (!db || tb);
         if (ok) {
             dnnl_memory_set_data_handle(t->src, (void *)x);
             dnnl_memory_set_data_handle(t->dst, (void *)dy);
-            dnnl_memory_set_data_handle(t->wuser, tw);
             dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, t->src}, {DNNL_ARG_DIFF_DST, t->dst},
-                                    {DNNL_ARG_DIFF_WEIGHTS, t->wblk ? t->wblk : t->wuser}};
+                                    {DNNL_ARG_DIFF_WEIGHTS, t->wblk}};
             int n = 3;
             if (db) {
                 dnnl_memory_set_data_handle(t->bias, tb);
                 a[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, t->bias};
             }
             ok = run(t->prim, n, a);
-            if (ok && t->wblk) {
+            if (ok && dw) {
+                dnnl_memory_set_data_handle(t->wuser, dw);
                 dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, t->wblk}, {DNNL_ARG_TO, t->wuser}};
                 ok = run(t->wreorder, 2, r);
             }
-            if (ok && dw) for (size_t i = 0; i < nw; i++) dw[i] += tw[i];
             if (ok && db) for (int i = 0; i < s->oc; i++) db[i] += tb[i];
         }
         ql_free(tw);

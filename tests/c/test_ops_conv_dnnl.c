@@ -5,6 +5,7 @@
  * output's largest value. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 #include <stdlib.h>
 #include "test.h"
 #include "qlab/ops.h"
@@ -74,16 +75,20 @@ static void check_forward(ql_conv2d_shape s, int act, int bias, int threads) {
     for (size_t i = 0; i < ny; i++) yr[i] = (float)act_ref(act, pre[i]);
     omp_set_num_threads(threads);
     ql_conv_plan *plan = NULL;
-    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 1, b, act, y));
+    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 0, 1, b, act, y));
     double e = scaled_err_of(y, yr, pre, ny);
     CHECK_MSG(e < 1e-5, "dnnl forward %dx%dx%d oc %d k%d s%d g%d act %d bias %d threads %d: maxrel %g",
               s.h, s.w, s.c, s.oc, s.kh, s.sh, s.groups, act, bias, threads, e);
     /* the weight cache: same version -> same (stale) weights; a new version re-reads */
     for (size_t i = 0; i < nw; i++) wp[i] = -wp[i];
-    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 1, x, wp, 2, b, 0, y));   /* training kind: its own slot */
+    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 1, x, wp, 0, 2, b, 0, y));   /* training kind: its own slot */
     float *y2 = malloc(sizeof(float) * ny);
-    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 3, b, 0, y2));
+    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 0, 3, b, 0, y2));
     for (size_t i = 0; i < ny; i++) CHECK(y[i] == y2[i]);
+    /* the OIHW weight itself (w was never negated), as training passes it */
+    CHECK(ql_conv2d_dnnl_forward(&plan, &s, 1, x, w, 1, 4, b, act, y2));
+    e = scaled_err_of(y2, yr, pre, ny);
+    CHECK_MSG(e < 1e-5, "dnnl forward OIHW %dx%dx%d oc %d g%d: maxrel %g", s.h, s.w, s.c, s.oc, s.groups, e);
     ql_conv_plan_free(plan);
     omp_set_num_threads(1);
     free(x); free(w); free(b); free(wp); free(y); free(yr); free(y2); free(pre);
@@ -99,7 +104,7 @@ TEST(conv2d_dnnl_forward_vs_reference) {
     }
 }
 
-static void check_backward(ql_conv2d_shape s, int threads) {
+static void check_backward(ql_conv2d_shape s, int threads, int oihw) {
     CHECK_OK(ql_conv2d_shape_init(&s));
     int cg = s.c / s.groups;
     size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * cg * s.kh * s.kw;
@@ -115,18 +120,19 @@ static void check_backward(ql_conv2d_shape s, int threads) {
     for (int i = 0; i < s.oc; i++) db[i] = 0.5f;
     omp_set_num_threads(threads);
     ql_conv_plan *plan = NULL;
-    CHECK(ql_conv2d_dnnl_backward(&plan, &s, x, wp, 1, dy, dx, dw, db));
+    CHECK(ql_conv2d_dnnl_backward(&plan, &s, x, oihw ? w : wp, oihw, 1, dy, dx, dw, db));
     for (size_t i = 0; i < nw; i++) dw[i] -= 0.5f;
     for (int i = 0; i < s.oc; i++) db[i] -= 0.5f;
-    ql_conv_weight_ohwi_to_oihw(dw, dwo, s.oc, cg, s.kh, s.kw);
+    if (oihw) memcpy(dwo, dw, sizeof(float) * nw);
+    else ql_conv_weight_ohwi_to_oihw(dw, dwo, s.oc, cg, s.kh, s.kw);
     double ex = scaled_err(dx, rdx, nx), ew = scaled_err(dwo, rdw, nw);
     double eb = scaled_err(db, rdb, s.oc);
     /* dw and db sum over N*OH*OW terms: 0.5 + g carries 2^-24 * 0.5 of rounding per element */
-    CHECK_MSG(ex < 1e-5 && ew < 1e-5 && eb < 1e-5, "dnnl backward %dx%dx%d oc %d k%d s%d g%d threads %d: dx %g dw %g db %g",
-              s.h, s.w, s.c, s.oc, s.kh, s.sh, s.groups, threads, ex, ew, eb);
+    CHECK_MSG(ex < 1e-5 && ew < 1e-5 && eb < 1e-5, "dnnl backward %dx%dx%d oc %d k%d s%d g%d threads %d oihw %d: dx %g dw %g db %g",
+              s.h, s.w, s.c, s.oc, s.kh, s.sh, s.groups, threads, oihw, ex, ew, eb);
     /* dx alone */
     float *dx2 = malloc(sizeof(float) * nx);
-    CHECK(ql_conv2d_dnnl_backward(&plan, &s, x, wp, 1, dy, dx2, NULL, NULL));
+    CHECK(ql_conv2d_dnnl_backward(&plan, &s, x, oihw ? w : wp, oihw, 1, dy, dx2, NULL, NULL));
     CHECK(scaled_err(dx2, rdx, nx) < 1e-5);
     ql_conv_plan_free(plan);
     omp_set_num_threads(1);
@@ -138,7 +144,10 @@ TEST(conv2d_dnnl_backward_vs_reference) {
     if (!ql_conv2d_dnnl_available()) return;
     int n;
     const ql_conv2d_shape *c = cases(&n);
-    for (int i = 0; i < n; i++) check_backward(c[i], 1 + i % 2);
+    for (int i = 0; i < n; i++) {
+        check_backward(c[i], 1 + i % 2, 0);
+        check_backward(c[i], 2 - i % 2, 1);
+    }
 }
 
 /* One plan through more shapes than it keeps, twice: evicted slots rebuild right. */
@@ -156,7 +165,7 @@ TEST(conv2d_dnnl_plan_eviction) {
             size_t nx = (size_t)s.n * 36 * c, ny = (size_t)s.n * 36 * oc;
             float *x = rnd(nx), *y = malloc(sizeof(float) * ny), *yr = malloc(sizeof(float) * ny);
             conv_ref(&s, x, w, b, yr);
-            CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 7, b, 0, y));
+            CHECK(ql_conv2d_dnnl_forward(&plan, &s, 0, x, wp, 0, 7, b, 0, y));
             CHECK_MSG(scaled_err(y, yr, ny) < 1e-5, "round %d batch %d", round, s.n);
             free(x); free(y); free(yr);
         }

@@ -86,8 +86,11 @@ H.test("short QAT of small_cnn converts and evaluates within 1 % of FP32", funct
   local base = qlab.evaluate(fp32, val).top1
   local q = fp32:clone()
   q:prepare_qat(qlab.qconfig.default_qat())
+  -- lr 3e-4: at 1e-3 the result was chaotic (two FP32 conv implementations that
+  -- agree to 1e-6 per step ended 0.85 points apart after one fake-quant rounding
+  -- flip in epoch 1); at 3e-4 both give the same 89.85 on these images.
   qlab.train(q, train:subset(1, 3200):loader{batch = 64, shuffle = true, seed = 4},
-             {epochs = 2, lr = 1e-3, momentum = 0.9, quiet = true, freeze_bn_after = 1, freeze_observers_after = 1})
+             {epochs = 2, lr = 3e-4, momentum = 0.9, quiet = true, freeze_bn_after = 1, freeze_observers_after = 1})
   local fq = qlab.evaluate(q, val).top1
   q:convert()
   local int8 = qlab.evaluate(q, val).top1
