@@ -8,6 +8,7 @@
  * Tasks are spread over OpenMP threads: over M when M is large, over N
  * (column ranges) when M is small (batch 1: M = 1..49). */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "qops/qops_internal.h"
@@ -114,6 +115,7 @@ typedef struct {
     int64_t m, lda, ldy, mc, ppc, nch, nkc, kcs;
     char *y;
     size_t es;
+    int direct;   /* the kernel reads A in place (K a multiple of 4) */
 } job;
 
 // rows [mb*mc, +mc) x panels [ch*ppc, +ppc), all K blocks
@@ -128,6 +130,20 @@ static void run_task(const job *j, int64_t task, uint8_t *abuf, int32_t *part) {
     for (int64_t kb = 0; kb < j->nkc; kb++) {
         int64_t s0 = kb * j->kcs, ns = p->ksteps - s0 < j->kcs ? p->ksteps - s0 : j->kcs;
         int flags = (kb == 0 ? QL_KFIRST : 0) | (kb == j->nkc - 1 ? QL_KLAST : 0);
+        if (j->direct) {   /* A read in place: nothing to pack */
+            const uint8_t *a0 = j->a + m0 * j->lda + s0 * 4;
+            for (int64_t pn = p0; pn < p1; pn++) {
+                int nr = (int)(p->n - pn * NR < NR ? p->n - pn * NR : NR);
+                const uint8_t *wp = p->w + (pn * p->ksteps + s0) * NR * 4;
+                for (int64_t g = 0; g < groups; g++) {
+                    int mr = (int)(rows - g * MR < MR ? rows - g * MR : MR);
+                    int32_t *pt = part ? part + ((pn - p0) * groups + g) * MR * NR : NULL;
+                    char *yt = j->y + ((m0 + g * MR) * j->ldy + pn * NR) * (int64_t)j->es;
+                    im->kernel_direct(mr, nr, ns, a0 + g * MR * j->lda, j->lda, wp, pt, flags, j->c, pn * NR, yt, j->ldy);
+                }
+            }
+            continue;
+        }
         if (im->pack_a(j->a + m0 * j->lda, j->lda, (int)rows, p->k, s0, ns, abuf)) flags |= QL_AHIGH;
         for (int64_t pn = p0; pn < p1; pn++) {
             int nr = (int)(p->n - pn * NR < NR ? p->n - pn * NR : NR);
@@ -140,6 +156,15 @@ static void run_task(const job *j, int64_t task, uint8_t *abuf, int32_t *part) {
             }
         }
     }
+}
+
+/* In-place A where the kernel has it; QLAB_QGEMM_PACK=1 (or the tests,
+ * through ql_qgemm_set_direct) keeps A packing everywhere. */
+static int direct_mode = -1;
+void ql_qgemm_set_direct(int on) { direct_mode = on; }
+static int no_direct(void) {
+    if (direct_mode < 0) { const char *e = getenv("QLAB_QGEMM_PACK"); direct_mode = !(e && *e == '1'); }
+    return !direct_mode;
 }
 
 static void run(const ql_qgemm_packed *p, int64_t m, const uint8_t *a, int64_t lda, void *y,
@@ -156,7 +181,7 @@ static void run(const ql_qgemm_packed *p, int64_t m, const uint8_t *a, int64_t l
     int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)m * p->n * (p->k + 16) < (1 << 18)) T = 1;
     job j = {.p = p, .c = &c, .a = a, .m = m, .lda = lda, .ldy = ldy, .y = y,
-             .es = out == QL_QOUT_U8 ? 1 : 4};
+             .es = out == QL_QOUT_U8 ? 1 : 4, .direct = im->kernel_direct && p->k % 4 == 0 && !no_direct()};
     int64_t nmb = cdiv(m, im->mc_max);
     j.mc = cdiv(cdiv(m, nmb), MR) * MR;
     nmb = cdiv(m, j.mc);

@@ -45,8 +45,8 @@ QL_AVX512 static inline void store16(const ql_qgemm_ctx *c, __m512i v, int64_t n
 
 // R rows (compile-time after inlining)
 QL_AVX512 static inline __attribute__((always_inline)) void
-tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part,
-     int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
+tile(const int R, int nr, int64_t ns, const uint8_t *ap, const int64_t rs, const int64_t ss, const uint8_t *wp,
+     int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
     __m512i acc0[MR], acc1[MR];
     #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
@@ -57,13 +57,13 @@ tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int3
             acc1[r] = _mm512_loadu_si512((const void *)(part + r * NR + 16));
         }
     }
-    for (int64_t s = 0; s < ns; s++, ap += MR * 4, wp += NR * 4) {
+    for (int64_t s = 0; s < ns; s++, ap += ss, wp += NR * 4) {
         __m512i w0 = _mm512_loadu_si512((const void *)wp);          // columns 0..15, 4 bytes each
         __m512i w1 = _mm512_loadu_si512((const void *)(wp + 64));   // columns 16..31
         #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             int32_t quad;
-            memcpy(&quad, ap + r * 4, 4);
+            memcpy(&quad, ap + r * rs, 4);
             __m512i av = _mm512_set1_epi32(quad);
             acc0[r] = _mm512_dpbusd_epi32(acc0[r], av, w0);   // u8 (av) x s8 (w)
             acc1[r] = _mm512_dpbusd_epi32(acc1[r], av, w1);
@@ -86,22 +86,33 @@ tile(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int3
     }
 }
 
+#define TILES(RS, SS)                                                                     \
+    switch (mr) {                                                                         \
+    case 1: tile(1, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 2: tile(2, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 3: tile(3, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 4: tile(4, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 5: tile(5, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 6: tile(6, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    case 7: tile(7, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;           \
+    default: tile(8, nr, ns, ap, RS, SS, wp, part, flags, c, n0, y, ldy); break;          \
+    }
+
+/* packed A: row r of step s at ap + s*MR*4 + r*4 */
 QL_AVX512 static void kernel_vnni(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
                                   int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
                                   int64_t ldy) {
-    switch (mr) {
-    case 1: tile(1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 2: tile(2, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 3: tile(3, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 4: tile(4, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 5: tile(5, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 6: tile(6, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    case 7: tile(7, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    default: tile(8, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
-    }
+    TILES(4, MR * 4)
+}
+
+/* A in place: row r of step s at ap + r*lda + s*4 */
+QL_AVX512 static void kernel_vnni_direct(int mr, int nr, int64_t ns, const uint8_t *ap, int64_t lda,
+                                         const uint8_t *wp, int32_t *part, int flags, const ql_qgemm_ctx *c,
+                                         int64_t n0, void *y, int64_t ldy) {
+    TILES(lda, 4)
 }
 
 const ql_qgemm_impl ql_qgemm_impl_avx512 = {
     .isa = QL_ISA_AVX512, .mr = MR, .nr = NR, .kstep = 4, .kc_steps = 256, .mc_max = 96,
-    .pack_a = pack_a_vnni, .kernel = kernel_vnni,
+    .pack_a = pack_a_vnni, .kernel = kernel_vnni, .kernel_direct = kernel_vnni_direct,
 };

@@ -53,7 +53,15 @@ typedef struct {
     int mc_max;           /* rows per task (multiple of mr): the A block stays in L2 */
     ql_qgemm_pack_a_fn pack_a;
     ql_qgemm_kernel_fn kernel;
+    /* Optional: the same tile reading A in place (row r, step s at
+     * ap + r*lda + s*4), for K a multiple of 4: no packing, so rows split
+     * across threads by columns do not each pack the whole A block. */
+    void (*kernel_direct)(int mr, int nr, int64_t ns, const uint8_t *ap, int64_t lda, const uint8_t *wp,
+                          int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy);
 } ql_qgemm_impl;
+
+/* 0: always pack A (kernel_direct unused), 1: in place where possible (default). */
+void ql_qgemm_set_direct(int on);
 
 extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512;
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "test.h"
+#include "qops/qops_internal.h"
 #include "qlab/qops.h"
 #include "qlab/rng.h"
 
@@ -121,19 +122,26 @@ static gemm_case random_case(void) {
     return g;
 }
 
+static void paths_match_reference(int isa) {
+    long bad = 0;
+    int cases = isa == QL_ISA_SCALAR ? 120 : 300;
+    for (int t = 0; t < cases; t++) {
+        gemm_case g = random_case();
+        long b = run_case(&g, (ql_isa)isa);
+        CHECK_MSG(b == 0, "%s: M=%lld N=%d K=%d lda=%lld ldy=%lld az=%d yz=%d [%d,%d] bias=%d fbias=%d: %ld bad",
+                  ql_isa_name((ql_isa)isa), (long long)g.m, g.n, g.k, (long long)g.lda,
+                  (long long)g.ldy, g.a_zero, g.y_zero, g.qmin, g.qmax, g.bias, g.fbias, b);
+        bad += b;
+        if (bad > 20) break;
+    }
+}
+
 TEST(qgemm_paths_match_reference) {
-    for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) {
-        long bad = 0;
-        int cases = isa == QL_ISA_SCALAR ? 120 : 300;
-        for (int t = 0; t < cases; t++) {
-            gemm_case g = random_case();
-            long b = run_case(&g, (ql_isa)isa);
-            CHECK_MSG(b == 0, "%s: M=%lld N=%d K=%d lda=%lld ldy=%lld az=%d yz=%d [%d,%d] bias=%d fbias=%d: %ld bad",
-                      ql_isa_name((ql_isa)isa), (long long)g.m, g.n, g.k, (long long)g.lda,
-                      (long long)g.ldy, g.a_zero, g.y_zero, g.qmin, g.qmax, g.bias, g.fbias, b);
-            bad += b;
-            if (bad > 20) break;
-        }
+    for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) paths_match_reference(isa);
+    if (ql_isa_best() == QL_ISA_AVX512) {   /* again with A packed instead of read in place */
+        ql_qgemm_set_direct(0);
+        paths_match_reference(QL_ISA_AVX512);
+        ql_qgemm_set_direct(1);
     }
 }
 
