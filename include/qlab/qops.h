@@ -38,6 +38,8 @@ typedef struct {
     const float *mult;       /* (N) multipliers: sa*sw[n]/sy for u8 output, sa*sw[n] for f32 */
     int32_t y_zero, qmin, qmax;   /* u8 output */
     const float *fbias;      /* f32 output: added after scaling, or NULL */
+    int a_padded;            /* every row of A is readable up to K rounded up to 4 (what
+                              * lies past K is ignored): lets K % 4 != 0 read A in place */
 } ql_qgemm_epilogue;
 
 /* A (M,K) u8 with row stride lda -> Y (M,N) with row stride ldy. */

@@ -32,6 +32,10 @@ static int64_t kgroup(const ql_conv2d_shape *s) {
     return (int64_t)s->kh * s->kw * (s->c / s->groups);
 }
 
+/* im2col row stride: K rounded up to 4 bytes, so the GEMM can read the rows
+ * in place whatever K (the pad bytes meet zero weights). */
+static int64_t kstride(const ql_conv2d_shape *s) { return (kgroup(s) + 3) & ~(int64_t)3; }
+
 static int finite_pos(float v) { return v > 0 && v < INFINITY; }
 
 void ql_qconv_free(ql_qconv *c) {
@@ -113,14 +117,14 @@ fail:
 }
 
 static int64_t chunk_rows(const ql_qconv *c, int n) {
-    int64_t total = (int64_t)n * c->s.oh * c->s.ow, r = WS_BUDGET / kgroup(&c->s);
+    int64_t total = (int64_t)n * c->s.oh * c->s.ow, r = WS_BUDGET / kstride(&c->s);
     if (r < MIN_CHUNK_ROWS) r = MIN_CHUNK_ROWS;
     return r < total ? r : total;
 }
 
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;
-    return (size_t)(chunk_rows(c, n) * kgroup(&c->s));
+    return (size_t)(chunk_rows(c, n) * kstride(&c->s));
 }
 
 // Short runs (a 7x7 stem on one channel copies 7 bytes at a time): a call to
@@ -138,7 +142,7 @@ static inline void fill_run(uint8_t *d, uint8_t v, int64_t n) {
 static void im2col_u8(const ql_qconv *c, const uint8_t *x, int g, int64_t r0, int64_t nr, uint8_t *cols) {
     const ql_conv2d_shape *s = &c->s;
     const int cg = s->c / s->groups;
-    const int64_t kg = kgroup(s), krow = (int64_t)s->kw * cg;
+    const int64_t kg = kgroup(s), ks = kstride(s), krow = (int64_t)s->kw * cg;
     const uint8_t pad = (uint8_t)c->x_zero;
     // one group, no dilation: the taps of a kernel row are one contiguous run of x
     const int contiguous = s->groups == 1 && s->dw == 1;
@@ -147,7 +151,8 @@ static void im2col_u8(const ql_qconv *c, const uint8_t *x, int g, int64_t r0, in
         int64_t r = r0 + i;
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh);
         int64_t n = r / ((int64_t)s->ow * s->oh);
-        uint8_t *dst = cols + i * kg;
+        uint8_t *dst = cols + i * ks;
+        for (int64_t j = kg; j < ks; j++) dst[j] = 0;   /* the pad: defined bytes */
         const int iw0 = ow * s->sw - s->pw;
         const int inside = iw0 >= 0 && iw0 + (s->kw - 1) * s->dw < s->w;
         for (int ki = 0; ki < s->kh; ki++, dst += krow) {
@@ -172,8 +177,9 @@ static ql_qgemm_epilogue group_epilogue(const ql_qconv *c, int g) {
     return e;
 }
 
-static void gemm(const ql_qconv *c, int g, int64_t m, const uint8_t *a, int64_t lda, char *y) {
+static void gemm(const ql_qconv *c, int g, int64_t m, const uint8_t *a, int64_t lda, char *y, int padded) {
     ql_qgemm_epilogue e = group_epilogue(c, g);
+    e.a_padded = padded;
     if (c->f32_out) ql_qgemm_f32(c->gemm[g], m, a, lda, (float *)y, c->s.oc, &e);
     else ql_qgemm_u8(c->gemm[g], m, a, lda, (uint8_t *)y, c->s.oc, &e);
 }
@@ -212,21 +218,21 @@ void ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void 
     if (!c || n <= 0) return;
     const ql_conv2d_shape *s = &c->s;
     const int cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t total = (int64_t)n * s->oh * s->ow, kg = kgroup(s);
+    const int64_t total = (int64_t)n * s->oh * s->ow;
     const size_t es = c->f32_out ? 4 : 1;
     char *yb = y;
     if (c->kind == QCONV_DW) {
         forward_dw(c, n, x, y);
     } else if (c->kind == QCONV_POINTWISE) {   // y_g (M,OCg) = x_g (M,Cg) w_g^T
         for (int g = 0; g < s->groups; g++)
-            gemm(c, g, total, x + (int64_t)g * cg, s->c, yb + (size_t)g * ocg * es);
+            gemm(c, g, total, x + (int64_t)g * cg, s->c, yb + (size_t)g * ocg * es, 0);
     } else {
         const int64_t rows = chunk_rows(c, n);
         for (int64_t r0 = 0; r0 < total; r0 += rows) {
             int64_t nr = total - r0 < rows ? total - r0 : rows;
             for (int g = 0; g < s->groups; g++) {
                 im2col_u8(c, x, g, r0, nr, ws);
-                gemm(c, g, nr, ws, kg, yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es);
+                gemm(c, g, nr, ws, kstride(s), yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es, 1);
             }
         }
     }

@@ -181,7 +181,7 @@ static void run(const ql_qgemm_packed *p, int64_t m, const uint8_t *a, int64_t l
     int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)m * p->n * (p->k + 16) < (1 << 18)) T = 1;
     job j = {.p = p, .c = &c, .a = a, .m = m, .lda = lda, .ldy = ldy, .y = y,
-             .es = out == QL_QOUT_U8 ? 1 : 4, .direct = im->kernel_direct && p->k % 4 == 0 && !no_direct()};
+             .es = out == QL_QOUT_U8 ? 1 : 4, .direct = im->kernel_direct && (p->k % 4 == 0 || e->a_padded) && !no_direct()};
     int64_t nmb = cdiv(m, im->mc_max);
     j.mc = cdiv(cdiv(m, nmb), MR) * MR;
     nmb = cdiv(m, j.mc);
