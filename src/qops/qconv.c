@@ -26,6 +26,9 @@ struct ql_qconv {
     float *mult;              /* (OC) */
     float *fbias;             /* (OC) float bias, f32 output only */
     int32_t *dw_w;            /* (KH*KW, C) depthwise weights */
+    int16_t *dw_pair;         /* the AVX2 kernel's weight pairs (ql_qdw_pack_pairs), or NULL */
+    int32_t *dw_off;
+    uint8_t *dw_zrow;
 };
 
 static int64_t kgroup(const ql_conv2d_shape *s) {
@@ -47,6 +50,9 @@ void ql_qconv_free(ql_qconv *c) {
     ql_free(c->mult);
     ql_free(c->fbias);
     ql_free(c->dw_w);
+    ql_free(c->dw_pair);
+    ql_free(c->dw_off);
+    ql_free(c->dw_zrow);
     ql_free(c);
 }
 
@@ -104,6 +110,9 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
         if (!(c->dw_w = ql_malloc(sizeof(int32_t) * (size_t)taps * sh.c))) goto fail;
         for (int ch = 0; ch < sh.c; ch++)   // (C, KH, KW, 1) -> (KH*KW, C)
             for (int t = 0; t < taps; t++) c->dw_w[(int64_t)t * sh.c + ch] = p->w[(int64_t)ch * taps + t];
+        if (c->isa >= QL_ISA_AVX2 &&
+            ql_qdw_pack_pairs(&sh, c->dw_w, c->bias_q, c->x_zero, &c->dw_pair, &c->dw_off, &c->dw_zrow) < 0)
+            goto fail;
         return c;
     }
     if (!(c->gemm = ql_calloc(sizeof(*c->gemm) * groups))) goto fail;
@@ -189,6 +198,8 @@ static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
     float lo, hi;
     ql_qclamp_bounds(c->qmin, c->qmax, c->y_zero, &lo, &hi);
     ql_qdw_args d = {.s = s, .w = c->dw_w, .bias = c->bias_q, .mult = c->mult, .fbias = c->fbias,
+                     .wpair = c->dw_pair, .off = c->dw_off, .zrow = c->dw_zrow,
+                     .npairs = (s->kh * s->kw + 1) / 2,
                      .x_zero = c->x_zero, .y_zero = c->y_zero, .lo = lo, .hi = hi, .f32_out = c->f32_out};
     const int avx = c->isa >= QL_ISA_AVX2;
     const size_t es = c->f32_out ? 4 : 1;
@@ -197,11 +208,10 @@ static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
     for (int64_t t = 0; t < tasks; t++) {
         int64_t img = t / s->oh;
         int oh = (int)(t % s->oh);
-        for (int ow = 0; ow < s->ow; ow++) {
-            char *yp = (char *)y + (size_t)(((img * s->oh + oh) * s->ow + ow) * s->c) * es;
-            if (avx) ql_qdw_pixel_avx2(&d, x, img, oh, ow, yp);
-            else ql_qdw_range_scalar(&d, x, img, oh, ow, 0, s->c, yp);
-        }
+        char *yrow = (char *)y + (size_t)((img * s->oh + oh) * s->ow * s->c) * es;
+        if (avx) { ql_qdw_row_avx2(&d, x, img, oh, yrow, es); continue; }
+        for (int ow = 0; ow < s->ow; ow++)
+            ql_qdw_range_scalar(&d, x, img, oh, ow, 0, s->c, yrow + (size_t)ow * s->c * es);
     }
 }
 

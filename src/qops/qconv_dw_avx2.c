@@ -1,6 +1,6 @@
-/* AVX2 twin of the depthwise kernel (qconv_dw.c): 8 channels per vector,
- * s32 products (x - x_zero) * w, the same requantization as the GEMM
- * epilogue. Channels past the last multiple of 8 use the scalar code. */
+/* AVX2 twin of the depthwise kernel (qconv_dw.c): 16 channels at a time,
+ * taps in pairs through vpmaddwd, the same requantization as the GEMM
+ * epilogue. Channels past the last multiple of 16 use the scalar code. */
 #include <immintrin.h>
 #include "qops/qops_internal.h"
 
@@ -18,39 +18,52 @@ QL_AVX2 static inline void epilogue8(const ql_qdw_args *d, __m256i acc, int c, v
     _mm_storel_epi64((__m128i *)((uint8_t *)y + c), _mm_packus_epi16(s, s));
 }
 
-// channels [c0, c0 + 8*NV) of one pixel, NV accumulators
-QL_AVX2 static inline __attribute__((always_inline)) void
-block(const int NV, const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, int c0, void *y) {
-    const ql_conv2d_shape *s = d->s;
-    const int C = s->c;
-    const __m256i xz = _mm256_set1_epi32(d->x_zero);
-    __m256i acc[4];
-    #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[v] = _mm256_loadu_si256((const __m256i *)(d->bias + c0 + 8 * v));
-    for (int ki = 0; ki < s->kh; ki++) {
-        int ih = oh * s->sh - s->ph + ki * s->dh;
-        if (ih < 0 || ih >= s->h) continue;
-        for (int kj = 0; kj < s->kw; kj++) {
-            int iw = ow * s->sw - s->pw + kj * s->dw;
-            if (iw < 0 || iw >= s->w) continue;
-            const uint8_t *xp = x + ((n * s->h + ih) * s->w + iw) * C + c0;
-            const int32_t *wp = d->w + (int64_t)(ki * s->kw + kj) * C + c0;
-            #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) {
-                __m256i xv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xp + 8 * v)));
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(wp + 8 * v));
-                acc[v] = _mm256_add_epi32(acc[v], _mm256_mullo_epi32(_mm256_sub_epi32(xv, xz), wv));
-            }
-        }
+/* 16 channels [c0, c0+16) of one pixel. Taps go in pairs: the u8 codes of
+ * two taps, widened to s16 and interleaved, meet their s16 weight pairs in
+ * vpmaddwd, which adds both products into s32 (exact: |x w| < 2^15). Raw codes
+ * are multiplied; off[] takes x_zero * sum(w) back, and taps in the padding
+ * read zrow (x_zero), which off cancels too: the same integers as the scalar
+ * loop. In-lane unpacks leave channels 0-3, 8-11 in lo and 4-7, 12-15 in hi
+ * (the weights were packed in that order); two lane swaps restore them. */
+QL_AVX2 static inline void block16(const ql_qdw_args *d, const uint8_t *const *tap, int c0, int blk, int nblk,
+                                   void *y) {
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    const int16_t *wp = d->wpair + (int64_t)blk * 32;
+    for (int p = 0; p < d->npairs; p++, wp += (int64_t)nblk * 32) {
+        __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p] + c0)));
+        __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p + 1] + c0)));
+        lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), _mm256_loadu_si256((const __m256i *)wp)));
+        hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), _mm256_loadu_si256((const __m256i *)(wp + 16))));
     }
-    #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) epilogue8(d, acc[v], c0 + 8 * v, y);
+    __m256i c03 = _mm256_permute2x128_si256(lo, hi, 0x20), c8f = _mm256_permute2x128_si256(lo, hi, 0x31);
+    epilogue8(d, _mm256_add_epi32(c03, _mm256_loadu_si256((const __m256i *)(d->off + c0))), c0, y);
+    epilogue8(d, _mm256_add_epi32(c8f, _mm256_loadu_si256((const __m256i *)(d->off + c0 + 8))), c0 + 8, y);
 }
 
-QL_AVX2 void ql_qdw_pixel_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y) {
-    const int C = d->s->c;
-    int c = 0;
-    for (; c + 32 <= C; c += 32) block(4, d, x, n, oh, ow, c, y);
-    for (; c + 8 <= C; c += 8) block(1, d, x, n, oh, ow, c, y);
-    if (c < C) ql_qdw_range_scalar(d, x, n, oh, ow, c, C, y);
+/* One output row (n, oh), every channel. Tap pointers are set per pixel
+ * from the kernel rows' bases: padding rows and columns read zrow. */
+QL_AVX2 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es) {
+    const ql_conv2d_shape *s = d->s;
+    const int C = s->c, nblk = C / 16, nt = 2 * d->npairs;
+    if (!d->wpair) {   /* > 64 taps */
+        for (int ow = 0; ow < s->ow; ow++) ql_qdw_range_scalar(d, x, n, oh, ow, 0, C, (char *)yrow + (size_t)ow * C * es);
+        return;
+    }
+    const uint8_t *rows[64], *tap[64];
+    for (int ki = 0; ki < s->kh; ki++) {
+        int ih = oh * s->sh - s->ph + ki * s->dh;
+        rows[ki] = ih < 0 || ih >= s->h ? NULL : x + (n * s->h + ih) * (int64_t)s->w * C;
+    }
+    for (int t = s->kh * s->kw; t < nt; t++) tap[t] = d->zrow;   /* the odd tap's partner: zero weights */
+    for (int ow = 0; ow < s->ow; ow++) {
+        const int iw0 = ow * s->sw - s->pw;
+        for (int ki = 0, t = 0; ki < s->kh; ki++)
+            for (int kj = 0; kj < s->kw; kj++, t++) {
+                int iw = iw0 + kj * s->dw;
+                tap[t] = !rows[ki] || iw < 0 || iw >= s->w ? d->zrow : rows[ki] + (int64_t)iw * C;
+            }
+        char *y = (char *)yrow + (size_t)ow * C * es;
+        for (int b = 0; b < nblk; b++) block16(d, tap, 16 * b, b, nblk, y);
+        if (16 * nblk < C) ql_qdw_range_scalar(d, x, n, oh, ow, 16 * nblk, C, y);
+    }
 }

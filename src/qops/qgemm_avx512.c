@@ -17,30 +17,24 @@ static int pack_a_vnni(const uint8_t *a, int64_t lda, int rows, int k, int64_t s
     return 0;   // dpbusd / scalar products never saturate
 }
 
-// 16 s32 (columns n0 .. n0+15) -> y as s32 / f32 / requantized u8; nr < 16 through a copy
+// 16 s32 (columns n0 .. n0+15) -> y as s32 / f32 / requantized u8; nr < 16 through a store mask
 QL_AVX512 static inline void store16(const ql_qgemm_ctx *c, __m512i v, int64_t n0, int nr, char *y) {
     if (nr <= 0) return;
-    if (nr > 16) nr = 16;
+    __mmask16 m = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     v = _mm512_add_epi32(v, _mm512_loadu_si512((const void *)(c->off + n0)));
     if (c->out == QL_QOUT_S32) {
-        int32_t tmp[16];
-        _mm512_storeu_si512((void *)tmp, v);
-        memcpy(y, tmp, sizeof(int32_t) * (size_t)nr);
+        _mm512_mask_storeu_epi32(y, m, v);
         return;
     }
     __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(c->mult + n0));
     if (c->out == QL_QOUT_F32) {
         if (c->fbias) f = _mm512_add_ps(f, _mm512_loadu_ps(c->fbias + n0));   // no FMA, as scalar
-        float tmp[16];
-        _mm512_storeu_ps(tmp, f);
-        memcpy(y, tmp, sizeof(float) * (size_t)nr);
+        _mm512_mask_storeu_ps(y, m, f);
         return;
     }
     f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(c->lo)), _mm512_set1_ps(c->hi));
     __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(c->y_zero));  // half to even
-    uint8_t tmp[16];
-    _mm_storeu_si128((__m128i *)tmp, _mm512_cvtepi32_epi8(q));   // values already in [0, 255]
-    memcpy(y, tmp, (size_t)nr);
+    _mm512_mask_cvtepi32_storeu_epi8(y, m, q);   // values already in [0, 255]
 }
 
 // R rows (compile-time after inlining)

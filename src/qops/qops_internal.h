@@ -125,12 +125,25 @@ typedef struct {
     int32_t x_zero, y_zero;
     float lo, hi;
     int f32_out;
+    /* The AVX2 kernel's operands (ql_qdw_pack_pairs): taps in pairs, weights as
+     * s16 pairs in the order vpmaddwd meets them, per block of 16 channels;
+     * off = bias - x_zero * sum of the taps' weights; zrow: C bytes of x_zero,
+     * read for taps in the padding (they then add x_zero * w, which off takes back). */
+    const int16_t *wpair;       /* (npairs, C/16, 32) */
+    const int32_t *off;         /* (C) */
+    const uint8_t *zrow;        /* (C) */
+    int npairs;
 } ql_qdw_args;
+/* Builds wpair (npairs*(C/16)*32 s16), off (C) and zrow (C) from d->w, d->bias,
+ * d->x_zero: the arrays are allocated here (ql_malloc) and owned by the caller. */
+int ql_qdw_pack_pairs(const ql_conv2d_shape *s, const int32_t *w, const int32_t *bias, int32_t x_zero,
+                      int16_t **wpair, int32_t **off, uint8_t **zrow);
 /* Output pixel (n, oh, ow), channels [c0, c1); y points at the pixel's channel 0. */
 void ql_qdw_range_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, int c0,
                          int c1, void *y);
-/* All channels of one pixel: 8 at a time, the tail through the scalar code. */
-void ql_qdw_pixel_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, void *y);
+/* All channels of one output row (n, oh), y at its first pixel, es bytes per
+ * value: 16 channels at a time, the tail through the scalar code. */
+void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
 
 /* ---- elementwise AVX2 twins (qelem_avx2.c); same results as the scalar code */
 void ql_quantize_u8_avx2(int64_t n, const float *x, float scale, int32_t zp, float lo, float hi, uint8_t *y);
