@@ -14,7 +14,7 @@ int   openblas_get_num_threads(void);
 
 const char *const ql_machine_env_vars[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                            "OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "QLAB_ISA",
-                                           "OPENBLAS_VERBOSE", NULL};
+                                           "OPENBLAS_VERBOSE", "QLAB_FP32", "QLAB_QGEMM_PACK", "OMP_WAIT_POLICY", NULL};
 
 static void trim(char *s) {
     size_t n = strlen(s), i = 0;
