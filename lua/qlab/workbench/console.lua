@@ -79,7 +79,10 @@ function Console:exec(code, how, app)
   end
   local res = table.pack(xpcall(fn, traceback))
   self.wb.autosave()   -- the log on disk after every step: a kill loses nothing
-  if not res[1] then return failed(res[2]) end
+  if not res[1] then
+    if app and app.job and app.job.cancel then return failed((tostring(res[2]):match("^[^\n]*"))) end
+    return failed(res[2])
+  end
   if res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end
   -- in the saved script each chunk keeps its own scope, as each console
   -- line has; a chunk that returned values shows them there too
@@ -211,7 +214,10 @@ function Console:draw(app, r)
   tui.text(r.y, r.x, g.h:rep(2), "frame")
   local tw = tui.text(r.y, r.x + 2, title, focused and "title_focus" or "title")
   tui.text(r.y, r.x + 2 + tw, g.h:rep(r.w), "frame", r.w - 2 - tw)
-  if self.scroll > 0 then
+  if app.job and app.msg then   -- what a key typed during a job got: the footer holds the gauge
+    local s = " " .. app.msg .. " "
+    tui.text(r.y, math.max(r.x, r.x + r.w - tui.width(s) - 2), s, "warn", r.w)
+  elseif self.scroll > 0 then
     local s = string.format(" %d lines up ", self.scroll)
     tui.text(r.y, r.x + r.w - #s - 2, s, "warn")
   end

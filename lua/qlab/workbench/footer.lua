@@ -10,24 +10,13 @@ local HINTS = {
   console = {{"enter", "run"}, {"tab", "complete"}, {"up/dn", "history"}, {"pgup", "log"}, {"esc", "back"}},
 }
 
-local function gauge(app, w)
-  local j = app.job
-  local g = app.g
-  local s = string.format("running %s (%.1f s)", j.code, require("qlab").clock() - j.t0)
-  if j.total and j.total > 0 then
-    local bw = math.max(10, math.min(30, w - #s - 24))
-    local fill = math.floor(bw * j.done / j.total + 0.5)
-    s = string.format("%s  %s [%s%s] %d/%d", s, j.label or "", g.bar:rep(fill), g.empty:rep(bw - fill), j.done, j.total)
-  else
-    s = s .. " ..."
-  end
-  return s
-end
-
 function M:draw(app, r)
   local tui = app.tui
   tui.text(r.y, r.x, "", "footer", r.w, true)
-  if app.job then tui.text(r.y, r.x, gauge(app, r.w), "gauge", r.w, true) return end
+  if app.job then
+    tui.text(r.y, r.x, require("qlab.workbench.jobs").gauge_text(app, r.w), "gauge", r.w, true)
+    return
+  end
   if app.filter_edit then
     local s = "filter (Lua pattern or text; Enter keeps, Esc clears): /" .. app.filter_edit.text
     tui.text(r.y, r.x, s, "input", r.w)

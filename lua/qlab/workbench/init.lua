@@ -177,22 +177,16 @@ end
 -- running actions: echoed into the console, run there; the screen shows
 -- the job and the engine's progress gauge meanwhile
 
-local clock = require("qlab").clock
+local jobs = require "qlab.workbench.jobs"
+M.jobs = jobs
 
 function App:run(codes, how)
+  if self.job then   -- a key typed from inside a job's redraw: never two at once
+    self.msg = "a job is running (" .. self.job.code .. "): Esc cancels it"
+    return
+  end
   for _, code in ipairs(codes) do
-    self.job = {code = code, t0 = clock()}
-    self:draw()
-    -- Lua-side loops (compare, sensitivity, user code) redraw from a count
-    -- hook; the engine's own loops through the progress callback
-    local last = clock()
-    debug.sethook(function()
-      local t = clock()
-      if t - last > 0.25 then last = t; pcall(self.draw, self) end
-    end, "", 20000)
-    local ok = self.console:exec(code, how or "key", self)
-    debug.sethook()
-    self.job = nil
+    local ok = jobs.run(self, code, how)
     self:drain()
     self.wb.adopt_globals()
     if how == "input" then self.wb.refresh() end   -- typed code may have changed m in place
@@ -201,11 +195,8 @@ function App:run(codes, how)
   if self.S.version ~= self.version then self:update_view() end
 end
 
-function App:progress(done, total, label)
-  if not self.job then return end
-  self.job.done, self.job.total, self.job.label = done, total, label
-  self:draw()
-end
+-- the engine's progress callback: true cancels
+function App:progress(done, total, label) return jobs.progress(self, done, total, label) end
 
 -- output written to fd 1 / 2 (io.write, C code) while the screen is ours
 function App:drain()
@@ -391,7 +382,7 @@ function M.main(path, opts)
     app.console:push(table.concat(t, "\t", 1, t.n), "output")
   end
   wb.out = function(line, kind) app.console:push(line, kind) end
-  tui.on_progress(function(done, total, label) app:progress(done, total, label) end)
+  tui.on_progress(function(done, total, label) return app:progress(done, total, label) end)
   app.console:push(string.format("-- qlab workbench on %s: ? lists the keys, : types Lua here (m, fp32, data, qlab, wb)",
                                  wb.state.path), "comment")
   -- a bug in a pane or a key handler is logged; the workbench lives on
