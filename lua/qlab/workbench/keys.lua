@@ -88,6 +88,31 @@ add("workflow", {"+", "-"}, "more / fewer calibration batches", {ui = function(a
   return app.REDRAW
 end})
 
+-- the live views and their actions
+local function view(v) return function(app) return app:toggle_view(v) end end
+add("live", {"H"}, "calibration view: histogram, observed and chosen range, every method's range", {ui = view("calib")})
+add("live", {"L"}, "log / linear scale of the histogram", {ui = function(app)
+  local c = app.panes.calib
+  c.scale = c.scale == "log" and "linear" or "log"
+  return app.REDRAW
+end})
+add("live", {"I"}, "sensitivity view: the ranking as it is measured, greedy steps", {ui = view("sens")})
+add("live", {"T"}, "keep the top-k most sensitive layers (last ranking) in FP32", {code = function(app)
+  return {string.format("wb.keep_sensitive(%d, \"fp32\")", app.topk)}
+end})
+add("live", {"m"}, "greedy mixed-precision search (steps shown as they go; the result goes in the map)",
+  {code = function() return {"wb.mixed_precision()"} end})
+add("live", {"K"}, "weights view: per-channel min/max, per-tensor vs per-channel cost", {ui = view("weights")})
+add("live", {"B"}, "bench view: table, accuracy vs speed-up, sizes, latency by op", {ui = view("bench")})
+add("live", {"b"}, "bench FP32, the current model and the models saved (quick)", {code = function(app)
+  app.view_mode = "bench"
+  return {"wb.bench()"}
+end})
+add("live", {"P"}, "write the report of the last bench (HTML, Markdown, JSON)", {code = function(app)
+  return {string.format("wb.report(%q)", app.report_dir)}
+end})
+add("live", {"esc"}, "during a job: cancel it (the model is left as before); in a view: back to the table", {})
+
 -- view
 add("view", {"up", "k", "down", "j"}, "move", {})
 add("view", {"pgup", "pgdn", "home", "end"}, "move by a page, to the ends", {})
