@@ -74,8 +74,8 @@ function M.scatter(tui, g, r, points, xl, yl)
   local xs = string.format("%.2fx", xhi)
   tui.text(r.y + ph + 1, ax + 1, string.format("%.2fx", xlo), "dim", 8)
   tui.text(r.y + ph + 1, ax + pw - #xs + 1, xs, "dim", #xs)
-  local mid = xl .. " " .. g.arrow .. " , " .. yl .. " " .. g.up
-  tui.text(r.y + ph + 1, ax + math.max(9, (pw - #mid) // 2), mid, "dim", pw - 18)
+  local mid = xl .. " " .. g.arrow
+  if pw - 18 >= #mid then tui.text(r.y + ph + 1, ax + (pw - #mid) // 2 + 1, mid, "dim", #mid + 2) end
   local function pos(p)
     return r.y + ph - M.col(p.y, ylo, yhi, ph), ax + M.col(p.x, xlo, xhi, pw)
   end

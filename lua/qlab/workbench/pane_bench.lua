@@ -50,8 +50,10 @@ function M:draw(app, r)
   y = y + 1
   local w3 = (r.w - 4) // 3
   -- accuracy vs speed-up, the Pareto front in yellow
-  tui.text(y, r.x, "top-1 vs speed-up (* front)", "title", w3)
-  charts.scatter(tui, g, {y = y + 1, x = r.x, h = ch - 1, w = w3}, points, "speed-up", "top-1")
+  local front = charts.scatter(tui, g, {y = y + 1, x = r.x, h = ch - 1, w = w3}, points, "speed-up", "top-1")
+  local fm = {}
+  for _, p in ipairs(front) do fm[#fm + 1] = p.mark end
+  tui.text(y, r.x, "top-1 vs speed-up, front: " .. table.concat(fm, " "), "title", w3)
   -- size bars
   local sx = r.x + w3 + 2
   tui.text(y, sx, "size (MB)", "title", w3)

@@ -57,7 +57,7 @@ function M:draw(app, r)
     parts[#parts + 1] = string.format("%d/%s measured%s", #list, tostring(info.total or info.nodes or #list),
                                       info.running and " (running)" or "")
   end
-  parts[#parts + 1] = "up/dn bar = layer  T keep top-3 fp32  m greedy  i run  I back"
+  parts[#parts + 1] = string.format("up/dn bar = layer  T keep top-%d fp32  m greedy  i run  I back", app.topk)
   tui.text(r.y, r.x + x, " " .. table.concat(parts, " " .. g.dot .. " "), "dim", r.w - x)
   local body = {y = r.y + 1, x = r.x, h = r.h - 1, w = r.w}
   if S.mp then
@@ -82,25 +82,42 @@ function M:draw(app, r)
   local row = app:selected()
   for i, e in ipairs(list) do if row and e.name == row.name then self.sel = i end end
   self.sel = math.max(1, math.min(self.sel, #list))
-  local vis = body.h
+  local vis = body.h - 1
   self.top = self.top or 1
   if self.sel < self.top then self.top = self.sel end
   if self.sel > self.top + vis - 1 then self.top = self.sel - vis + 1 end
   local nw = 4
   for _, e in ipairs(list) do nw = math.max(nw, math.min(24, #e.name)) end
+  -- bars by the ranking's value; when no layer costs anything on it (top-1
+  -- drops all <= 0 on a robust model) by the logits' noise power instead
+  local function value(e) return (app.wb.sens_value(e, info)) end
   local max = 0
-  for _, e in ipairs(list) do max = math.max(max, app.wb.sens_value(e, info)) end
-  local bw = body.w - nw - 12
+  for _, e in ipairs(list) do max = math.max(max, value(e)) end
+  local by_noise = max <= 0 and list[1].sqnr_db ~= nil
+  if by_noise then
+    value = function(e) return 10 ^ (-(e.sqnr_db or 0) / 10) end
+    for _, e in ipairs(list) do max = math.max(max, value(e)) end
+  end
+  local lw = 18
+  local bw = body.w - nw - lw - 2
   self.body = body
   for k = 0, vis - 1 do
     local e = list[self.top + k]
     if not e then break end
     local y = body.y + k
     local sel = self.top + k == self.sel
-    local v, label = app.wb.sens_value(e, info)
+    local _, label = app.wb.sens_value(e, info)
+    if e.drop and e.sqnr_db then label = string.format("%s %s %.1f dB", label, g.dot, e.sqnr_db) end
     tui.text(y, body.x, e.name, sel and "sel" or "normal", nw, true)
-    charts.hbar(tui, g, y, body.x + nw + 1, bw, max > 0 and v / max or 0, sel and "warn" or (self.top + k <= 3 and "error" or "ok"))
-    tui.text(y, body.x + nw + 2 + bw, label, sel and "sel" or "dim", 10)
+    charts.hbar(tui, g, y, body.x + nw + 1, bw, max > 0 and value(e) / max or 0,
+                sel and "warn" or (self.top + k <= app.topk and "error" or "ok"))
+    tui.text(y, body.x + nw + 2 + bw, label, sel and "sel" or "dim", lw)
+  end
+  local ly = body.y + math.min(vis, #list - self.top + 1)
+  if ly < body.y + body.h then
+    tui.text(ly, body.x, by_noise and "bars: noise of the logits vs FP32 (no layer alone costs top-1 here); labels: drop, SQNR"
+             or (info and info.metric == "sqnr" and "bars: noise power of the logits vs FP32; labels: SQNR"
+             or "bars: top-1 points lost with the layer alone quantized; labels: drop, logits SQNR"), "dim", body.w)
   end
 end
 

@@ -32,12 +32,13 @@ function M:draw(app, r)
   tui.text(r.y + sh, r.x, string.format("%7.3g", v.lo), "dim", lw)
   if v.lo < 0 and v.hi > 0 then tui.text(r.y + 1 + zr, r.x, "      0", "dim", lw) end
   local bar = g.bar
+  local cwid = math.max(1, math.min(3, cw // #v.cols))   -- columns per channel when there is room
   for i, c in ipairs(v.cols) do
     local top, bot = rowof(c.max), rowof(c.min)
-    local xx = r.x + lw + i - 1
+    local xx = r.x + lw + (i - 1) * cwid
     for k = 0, sh - 1 do
-      if k >= top and k <= bot then tui.text(r.y + 1 + k, xx, bar, (k == zr) and "warn" or "ok", 1)
-      elseif k == zr then tui.text(r.y + 1 + k, xx, g.dot, "dim", 1) end
+      if k >= top and k <= bot then tui.text(r.y + 1 + k, xx, bar:rep(cwid), (k == zr) and "warn" or "ok", cwid)
+      elseif k == zr then tui.text(r.y + 1 + k, xx, g.dot:rep(cwid), "dim", cwid) end
     end
   end
   local per = v.cols[1] and (v.cols[1].last - v.cols[1].first + 1) or 1
