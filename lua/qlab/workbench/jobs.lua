@@ -122,6 +122,8 @@ end
 -- calibration, ...), or nil.
 local VIEWS = {{"wb%.calibrate", "calib"}, {"qlab%.calibrate", "calib"}, {"wb%.sensitivity", "sens"},
                {"wb%.mixed_precision", "sens"}, {"wb%.bench", "bench"}}
+M.VIEW_KEYS = {calib = "H", sens = "I", weights = "K", bench = "B"}
+M.VIEW_NAMES = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench"}
 function M.view_of(code)
   for _, v in ipairs(VIEWS) do if code:find(v[1]) then return v[2] end end
   return nil
@@ -134,7 +136,10 @@ function M.run(app, code, how)
   local snap = M.snapshot(wb.state)
   local job = {code = code, t0 = now()}
   app.job = job
-  app.view_mode = M.view_of(code) or app.view_mode
+  -- the job's own view while it runs (the calibration histogram, the
+  -- ranking as it fills), then the view the user had
+  local prev, jv = app.view_mode, M.view_of(code)
+  if jv then app.view_mode = jv end
   pcall(app.draw, app)
   local last = now()
   debug.sethook(function()
@@ -148,6 +153,10 @@ function M.run(app, code, how)
   wb.on_live = nil
   app.job = nil
   local cancelled = job.cancel == true
+  if jv and app.view_mode == jv and prev ~= jv then
+    app.view_mode = prev
+    app.msg = string.format("%s shows the %s view again", M.VIEW_KEYS[jv], M.VIEW_NAMES[jv])
+  end
   if cancelled then
     M.restore(wb, snap)
     app.console:push("-- " .. M.CANCELLED, "comment")

@@ -88,7 +88,7 @@ function M:draw(app, r)
                    and math.abs(e.hi - v.hi) <= 1e-6 * math.max(1, math.abs(v.hi))
     local method = e.method:gsub("percentile", "pct")
     local line = string.format(f, chosen and g.mark or " ", method, string.format(nf, e.lo), string.format(nf, e.hi), sq,
-                               string.format("%.2f", 100 * e.clipped))
+                               string.format("%.2f", math.max(0, 100 * e.clipped)))
     tui.text(y, tx, line, chosen and "sel" or "normal", tw)
   end
   local ny = r.y + 2 + #(v.table or {})
