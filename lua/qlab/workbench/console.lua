@@ -40,6 +40,7 @@ function Console:push(text, kind, opts)
 end
 
 local function traceback(e)
+  debug.sethook()   -- a job's hook (jobs.lua) lives only as long as its chunk runs
   local msg = type(e) == "string" and e or (pretty.pretty(e))
   local tb = debug.traceback(msg, 2)
   local keep = {}
@@ -77,6 +78,10 @@ function Console:exec(code, how, app)
     entries[1].script = "wb.show(" .. code .. ")"
     for i = 2, #entries do entries[i].skip = true end
   end
+  -- the chunk drops a job's hook (jobs.lua) as it returns, inside the
+  -- xpcall: a cancel it raises can only fail the chunk, never this code
+  local chunk = fn
+  fn = function() return (function(...) debug.sethook(); return ... end)(chunk()) end
   local res = table.pack(xpcall(fn, traceback))
   self.wb.autosave()   -- the log on disk after every step: a kill loses nothing
   if not res[1] then
