@@ -110,6 +110,13 @@ H.test("switching an observer re-derives the range from the same statistics, not
   local chosen
   for _, r in ipairs(v.table) do if r.kind == "entropy" then chosen = r end end
   assert(chosen.lo == v.lo and chosen.hi == v.hi)
+  -- percentile: its own row is marked, though the observer keeps 99.99 as a float32
+  wb.set_observer("conv2", "percentile")
+  local marked = {}
+  for _, r in ipairs(wb.ranges("conv2", 40).table) do if r.chosen then marked[#marked + 1] = r.method end end
+  assert(#marked == 1 and marked[1] == "percentile 99.99", table.concat(marked, ","))
+  assert(m:observer("conv2"):count() == n)
+  wb.set_observer("conv2", "entropy")
   -- a layer planned FP32 keeps its map entry only
   wb.set_precision("fc2", "fp32")
   wb.set_observer("fc2", "mse")

@@ -84,8 +84,7 @@ function M:draw(app, r)
     local y = r.y + 1 + i
     if y >= r.y + r.h then break end
     local sq = e.sqnr_db == math.huge and "inf" or string.format("%.1f", e.sqnr_db)
-    local chosen = math.abs(e.lo - v.lo) <= 1e-6 * math.max(1, math.abs(v.lo))
-                   and math.abs(e.hi - v.hi) <= 1e-6 * math.max(1, math.abs(v.hi))
+    local chosen = e.chosen   -- the method of the layer's observer (compare_ranges says which)
     local method = e.method:gsub("percentile", "pct")
     local line = string.format(f, chosen and g.mark or " ", method, string.format(nf, e.lo), string.format(nf, e.hi), sq,
                                string.format("%.2f", math.max(0, 100 * e.clipped)))
