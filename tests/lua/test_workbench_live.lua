@@ -249,6 +249,24 @@ H.test("panes on a fake screen: calibration, sensitivity, weights, bench", funct
   assert(tui.screen():find("no bench yet"))
 end)
 
+H.test("QAT: the loss of every batch recorded as it trains, then m is the converted model", function()
+  local calls = 0
+  wb.on_live = function(what, done, total) calls = calls + 1; assert(what == "training" and total == 12) return true end
+  local q = wb.qat{batches = 12, batch = 32}
+  wb.on_live = nil
+  assert(#q.losses == 12 and calls == 12 and #q.epochs == 1 and not q.running)
+  for _, l in ipairs(q.losses) do assert(l > 0 and l < 10, l) end
+  assert(wb.state.phase == "converted" and wb.state.m == m and not m:is_prepared())
+  local tui = fake_tui(30, 100)
+  local app = workbench.new(wb, tui, {history = tmp .. "/h4", autosave = false})
+  app.view_mode = "qat"
+  app:draw()
+  local s = tui.screen()
+  assert(s:find("default_qat, 12/12 batches") and s:find("loss per batch") and s:find("m is the converted QAT model"), s)
+  wb.prepare()
+  wb.calibrate(2)
+end)
+
 H.test("bench over the session's variants, then the report", function()
   wb.save(tmp .. "/saved.qlm")
   local suite = wb.bench{images = 250}

@@ -3,8 +3,8 @@
 # calibration with its histogram and range markers redrawn as batches go
 # in, an observer switched without recalibrating, sensitivity bars before
 # the run ends, Esc cancelling a job with the state checked from the
-# console, a resize during a job, greedy steps, the weights view, a quick
-# bench and its report. Prints ok / FAIL lines and "N passed, N failed".
+# console, a resize during a job, greedy steps, the weights view, QAT's
+# loss curve (cancelled), a quick bench and its report. Prints ok / FAIL lines and "N passed, N failed".
 # usage: QLAB=./qlab sh tests/sh/test_tui_jobs.sh
 cd "$(dirname "$0")/../.." || exit 2
 QLAB=${QLAB:-./qlab}
@@ -175,6 +175,17 @@ pc=$(grab '.*per-channel  *\([0-9.]*\) dB.*')
 keys Escape :
 type_line 'f = fp32:clone(); f:fuse(); print(string.format("pc8 %.1f", qlab.weight_stats(f:param("conv2.weight")).sqnr_per_channel_db))'
 check "weights: qlab.weight_stats agrees ($pc dB)" "^pc8 $pc\$" 5
+
+# --- QAT: the loss curve while it trains, cancelled
+keys Escape a
+check "a: QAT with its loss curve while it trains" 'quantization-aware training +default_qat, [0-9]+/100 batches \(running\)' 10
+if screen | grep -qE 'loss per batch' && screen | grep -qE '[▀▄]'; then ok "QAT: the loss curve drawn"
+else fail "QAT: the loss curve drawn" "$(screen)"; fi
+keys Escape
+check "QAT cancelled" 'cancelled: m is as it was before wb.qat\(\)' 10
+keys :
+type_line 'print("after qat cancel", wb.state.phase, m:is_prepared(), m:observer("conv2"):count())'
+check "a cancelled QAT leaves the calibrated model" '^after qat cancel +calibrated +true +3' 5
 
 # --- bench and the report
 keys Escape B

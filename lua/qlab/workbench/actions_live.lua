@@ -9,6 +9,9 @@
 --       then its precisions in the map
 --   wb.bench([{images =, quick =}])   qlab.bench over FP32, the current model and the models saved
 --   wb.report([dir])                  the report of the last bench (HTML, Markdown, JSON)
+--   wb.qat([{epochs = 1, batches = 100, lr = 1e-3}])  quantization-aware training of the FP32
+--       model with the map's default level (INT8 or W4A8; layers planned unquantized stay FP32),
+--       the loss of every batch recorded as it goes (the QAT pane's curve), then converted
 --   wb.ranges(name, bins [, opts]), wb.weights(name, cols): what the calibration and weights
 --       panes draw (inspect.lua), from m's observers and the FP32 weights
 local qlab = require "qlab"
@@ -152,6 +155,50 @@ return function(wb)
     S.report_path = dir .. "/report.html"
     say("report written: %s/report.html, %s/report.md, %s/results.json", dir, dir, dir)
     return r
+  end
+
+  function wb.qat(opts)
+    opts = opts or {}
+    local p = quant_setting(nil)
+    local qc = p.prec == "w4a8" and qlab.qconfig.w4a8_qat() or qlab.qconfig.default_qat()
+    local map = {default = qc}
+    for _, n in ipairs(S.base) do
+      local pl = wb.planned(n.name)
+      if (n.op == "conv2d" or n.op == "linear") and pl.prec ~= "int8" and pl.prec ~= "w4a8" then map[n.name] = false end
+    end
+    local q = S.fp32:clone()
+    if not pcall(q.prepare_qat, q, map) then   -- names the unfused model lacks: the default alone
+      q:free()
+      q = S.fp32:clone()
+      q:prepare_qat(qc)
+    end
+    local batches = opts.batches or 100
+    local ld = S.data.train:loader{batch = opts.batch or 64, shuffle = true, seed = 2, batches = batches}
+    local epochs = opts.epochs or 1
+    S.qat = {losses = {}, epochs = {}, nb = #ld, total = epochs * #ld, lr = opts.lr or 1e-3, running = true,
+             level = p.prec == "w4a8" and "w4a8_qat" or "default_qat"}
+    local t0 = qlab.clock()
+    qlab.train(q, ld, {epochs = epochs, lr = S.qat.lr, momentum = 0.9, schedule = "cosine", quiet = true,
+      on_batch = function(b)
+        S.qat.losses[#S.qat.losses + 1] = b.loss
+        S.qat.last_lr = b.lr
+        return live("training", #S.qat.losses, S.qat.total)
+      end,
+      on_epoch = function(rec) S.qat.epochs[#S.qat.epochs + 1] = rec end})
+    q:convert()
+    local before = S.m:size_bytes()
+    S.m = q
+    _G.m = q
+    S.phase = "converted"
+    S.result, S.latency, S.sqnr, S.share = nil, nil, {}, {}
+    S.dirty = true
+    S.qat.running, S.qat.seconds = false, qlab.clock() - t0
+    local l = S.qat.losses
+    say("QAT (%s): %d batches of %d in %.1f s, loss %.4f -> %.4f; m is the converted QAT model (%.3f -> %.3f MB; e evaluates)",
+        S.qat.level, #l, opts.batch or 64, S.qat.seconds, l[1] or 0, l[#l] or 0, before / 1e6, q:size_bytes() / 1e6)
+    S.version = S.version + 1
+    wb.refresh()
+    return S.qat
   end
 
   -- what the calibration pane draws for a layer (nil: no observer with data)

@@ -5,7 +5,14 @@ local M = {}
 
 local HINTS = {
   table = {{"?", "help"}, {"1-6", "prec"}, {"o", "obs"}, {"w", "gran"}, {"p", "prepare"}, {"c", "calib"},
-           {"v", "convert"}, {"e", "eval"}, {"x", "all"}, {"/", "filter"}, {"s", "sort"}, {":", "lua"}, {"q", "quit"}},
+           {"v", "convert"}, {"e", "eval"}, {"x", "all"}, {"H I K B Q", "views"}, {"/", "filter"}, {"s", "sort"},
+           {":", "lua"}, {"q", "quit"}},
+  calib = {{"?", "help"}, {"up/dn", "layer"}, {"o", "observer (same statistics)"}, {"L", "log"}, {"c", "calibrate"},
+           {"p", "prepare"}, {"H/esc", "back"}},
+  sens = {{"?", "help"}, {"up/dn", "bar = layer"}, {"i", "run"}, {"T", "keep top-k"}, {"m", "greedy"}, {"I/esc", "back"}},
+  weights = {{"?", "help"}, {"up/dn", "layer"}, {"w", "granularity"}, {"K/esc", "back"}},
+  qat = {{"?", "help"}, {"a", "train"}, {"e", "evaluate"}, {"Q/esc", "back"}},
+  bench = {{"?", "help"}, {"b", "bench"}, {"P", "report"}, {"W", "save a variant"}, {"B/esc", "back"}},
   detail = {{"tab", "next pane"}, {"?", "help"}, {"q", "quit"}},
   console = {{"enter", "run"}, {"tab", "complete"}, {"up/dn", "history"}, {"pgup", "log"}, {"esc", "back"}},
 }
@@ -32,7 +39,7 @@ function M:draw(app, r)
     return
   end
   local x = r.x
-  local hints = HINTS[app.focus] or HINTS.table
+  local hints = (app.focus == "table" and app.view_mode and HINTS[app.view_mode]) or HINTS[app.focus] or HINTS.table
   for _, h in ipairs(hints) do
     local kw, tw = tui.width(h[1]), tui.width(h[2])
     if x + kw + tw + 2 > r.x + r.w then break end

@@ -53,6 +53,7 @@ function M.new(wb, tui, opts)
     sens = require "qlab.workbench.pane_sens",
     weights = require "qlab.workbench.pane_weights",
     bench = require "qlab.workbench.pane_bench",
+    qat = require "qlab.workbench.pane_qat",
   }
   app.order = {"status", "layers", "detail", "console", "footer"}
   app:update_view()
@@ -119,9 +120,9 @@ function App:select_name(name)
   return false
 end
 
--- the live views (keys H, I, K, B): one at a time over the table and the
+-- the live views (keys H, I, K, B, Q): one at a time over the table and the
 -- detail pane; a job shows its own (jobs.view_of)
-App.VIEWS = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench"}
+App.VIEWS = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench", qat = "QAT"}
 function App:toggle_view(v)
   self.view_mode = self.view_mode ~= v and v or nil
   return self.REDRAW

@@ -20,7 +20,7 @@ M.CANCELLED = "cancelled (Esc): the state is as it was before the job"
 -- the fields of wb.state an action may change (S.m is cloned apart)
 local FIELDS = {"phase", "calibrated", "range", "result", "result_phase", "latency", "fp32_latency", "sqnr",
                 "sqnr_output", "share", "sens", "sens_rank", "sens_info", "dirty", "calib_batches", "map",
-                "fp32_result", "mp", "bench", "saved_path", "saved", "report_path"}
+                "fp32_result", "mp", "bench", "saved_path", "saved", "report_path", "qat"}
 
 local function copy(v, depth)
   if type(v) ~= "table" or getmetatable(v) or depth == 0 then return v end
@@ -121,9 +121,9 @@ end
 -- The view a job's code shows while it runs (the calibration pane for a
 -- calibration, ...), or nil.
 local VIEWS = {{"wb%.calibrate", "calib"}, {"qlab%.calibrate", "calib"}, {"wb%.sensitivity", "sens"},
-               {"wb%.mixed_precision", "sens"}, {"wb%.bench", "bench"}}
-M.VIEW_KEYS = {calib = "H", sens = "I", weights = "K", bench = "B"}
-M.VIEW_NAMES = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench"}
+               {"wb%.mixed_precision", "sens"}, {"wb%.bench", "bench"}, {"wb%.qat", "qat"}}
+M.VIEW_KEYS = {calib = "H", sens = "I", weights = "K", bench = "B", qat = "Q"}
+M.VIEW_NAMES = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench", qat = "QAT"}
 function M.view_of(code)
   for _, v in ipairs(VIEWS) do if code:find(v[1]) then return v[2] end end
   return nil

@@ -111,6 +111,10 @@ end})
 add("live", {"P"}, "write the report of the last bench (HTML, Markdown, JSON)", {code = function(app)
   return {string.format("wb.report(%q)", app.report_dir)}
 end})
+add("live", {"Q"}, "QAT view: the training loss per batch as it trains", {ui = view("qat")})
+add("live", {"a"}, "quantization-aware training (1 epoch of 100 batches), then convert", {code = function()
+  return {"wb.qat()"}
+end})
 add("live", {"esc"}, "during a job: cancel it (the model is left as before); in a view: back to the table", {})
 
 -- view
