@@ -85,7 +85,9 @@ function Console:exec(code, how, app)
   local res = table.pack(xpcall(fn, traceback))
   self.wb.autosave()   -- the log on disk after every step: a kill loses nothing
   if not res[1] then
-    if app and app.job and app.job.cancel then return failed((tostring(res[2]):match("^[^\n]*"))) end
+    if app and app.job and app.job.cancel then   -- a cancel is no bug: its message, without a traceback
+      return failed((tostring(res[2]):match("^[^\n]*"):gsub("^[^:]*:%d+: ", "")))
+    end
     return failed(res[2])
   end
   if res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end

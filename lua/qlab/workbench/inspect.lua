@@ -31,7 +31,7 @@ local function clipped(counts, hlo, hhi, lo, hi)
     total = total + c
     if x < lo or x > hi then out = out + c end
   end
-  return total > 0 and out / total or 0
+  return total > 0 and math.max(0, out / total) or 0   -- float counts: never below 0
 end
 
 -- {counts (bins columns), hlo, hhi (histogram edges), min, max (observed),

@@ -32,13 +32,15 @@ function M:draw(app, r)
   tui.text(r.y + sh, r.x, string.format("%7.3g", v.lo), "dim", lw)
   if v.lo < 0 and v.hi > 0 then tui.text(r.y + 1 + zr, r.x, "      0", "dim", lw) end
   local bar = g.bar
-  local cwid = math.max(1, math.min(3, cw // #v.cols))   -- columns per channel when there is room
+  -- columns per channel when there is room: a bar and a gap
+  local step = math.max(1, math.min(3, cw // #v.cols))
+  local bw = step > 1 and step - 1 or 1
   for i, c in ipairs(v.cols) do
     local top, bot = rowof(c.max), rowof(c.min)
-    local xx = r.x + lw + (i - 1) * cwid
+    local xx = r.x + lw + (i - 1) * step
     for k = 0, sh - 1 do
-      if k >= top and k <= bot then tui.text(r.y + 1 + k, xx, bar:rep(cwid), (k == zr) and "warn" or "ok", cwid)
-      elseif k == zr then tui.text(r.y + 1 + k, xx, g.dot:rep(cwid), "dim", cwid) end
+      if k >= top and k <= bot then tui.text(r.y + 1 + k, xx, bar:rep(bw), (k == zr) and "warn" or "ok", bw)
+      elseif k == zr then tui.text(r.y + 1 + k, xx, g.dot:rep(step), "dim", step) end
     end
   end
   local per = v.cols[1] and (v.cols[1].last - v.cols[1].first + 1) or 1
