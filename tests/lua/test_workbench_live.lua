@@ -172,6 +172,11 @@ H.test("sensitivity fills the ranking node by node; a false from the live callba
   assert(#seen == 2 and seen[1][2] == 1 and seen[1][3] == 5 and seen[1][4] == 1 and seen[2][4] == 2,
          #seen)
   assert(#rank == 2 and #wb.state.sens_rank == 2 and wb.state.sens_info.cancelled == true)
+  -- all-but-one, another level: ranked by the SQNR won back
+  local ab = wb.sensitivity{images = 250, metric = "sqnr", mode = "all_but_one", level = "w4a8"}
+  assert(#ab == 5 and wb.state.sens_info.level == "w4a8" and wb.state.sens_info.mode == "all_but_one")
+  for i = 2, #ab do assert(wb.sens_value(ab[i - 1], wb.state.sens_info) >= wb.sens_value(ab[i], wb.state.sens_info)) end
+  assert(select(2, wb.sens_value(ab[1], wb.state.sens_info)):find("dB"))
   wb.sensitivity{images = 250, metric = "sqnr"}
   assert(#wb.state.sens_rank == 5)
   local names = wb.keep_sensitive(2)
