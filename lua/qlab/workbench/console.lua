@@ -46,7 +46,7 @@ local function traceback(e)
   local keep = {}
   for line in (tb .. "\n"):gmatch("(.-)\n") do
     if line:find("in function 'xpcall'", 1, true) or line:find("workbench/console.lua", 1, true) then break end
-    keep[#keep + 1] = line
+    if not line:find("in upvalue 'chunk'", 1, true) then keep[#keep + 1] = line end   -- the chunk's wrapper (exec)
   end
   return table.concat(keep, "\n")
 end

@@ -143,7 +143,7 @@ function M.run(app, code, how)
   pcall(app.draw, app)
   local last = now()
   debug.sethook(function()
-    if job.cancel then error(M.CANCELLED, 0) end
+    if job.cancel then error("cancelled (Esc)", 0) end
     local t = now()
     if t - last > 0.1 then last = t; redraw(app, job) end
   end, "", 1000)

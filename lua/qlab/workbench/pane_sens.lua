@@ -54,7 +54,8 @@ function M:draw(app, r)
   local parts = {}
   if info then
     parts[#parts + 1] = string.format("%s %s %s, %d images", info.level, info.metric, info.mode, info.images)
-    parts[#parts + 1] = string.format("%d/%s measured%s", #list, tostring(info.total or info.nodes or #list),
+    local total = info.total or info.nodes
+    parts[#parts + 1] = string.format("%d%s measured%s", #list, total and ("/" .. total) or "",
                                       info.running and " (running)" or "")
   end
   parts[#parts + 1] = string.format("up/dn bar = layer  T keep top-%d fp32  m greedy  i run  I back", app.topk)
