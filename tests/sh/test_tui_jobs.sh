@@ -28,7 +28,7 @@ trap cleanup EXIT INT TERM
 mkdir -p "$T/home"
 MODEL=data/models/small_cnn_fmnist.qlm
 cat > "$T/opts.lua" <<EOF
-WORKBENCH = {val_images = 300, calib_batches = 2, autosave = false, report_dir = "$T/report"}
+WORKBENCH = {val_images = 300, calib_batches = 2, autosave = false, report_dir = "$T/report", session_path = "$T/session.lua"}
 EOF
 
 screen() { tm capture-pane -p -t qj; }
@@ -200,7 +200,20 @@ check "P: the report, and where" "report written: $T/report/report.html" 30
 if [ -s "$T/report/report.html" ] && [ -s "$T/report/report.md" ] && grep -q 'current' "$T/report/report.md"; then
     ok "the report files are written"
 else fail "the report files are written" "$(ls -la "$T/report" 2>&1)"; fi
+# --- the session replays headless: the same re-derived range, cancelled jobs left out
+keys C-s
+check "Ctrl-S saves the session" 'session saved to ' 5
 keys q q
 check "q: exit 0" '^EXIT=0' 10
+if grep -q '^-- (failed) wb.calibrate(1500)' "$T/session.lua" && grep -q '^-- (failed) wb.qat()' "$T/session.lua" \
+   && grep -q '^wb.keep_sensitive(3, "fp32")' "$T/session.lua" && grep -q '^wb.bench()' "$T/session.lua"; then
+    ok "the session script: cancelled jobs commented out, the live actions as calls"
+else fail "the session script" "$(cat "$T/session.lua")"; fi
+rederived=$(grep -o 'conv2 0\.\.[0-9.e+-]* -> [0-9.e+-]*\.\.[0-9.e+-]*' "$T/session.lua" | head -1)
+replay=$("$QLAB" --threads 1 --script "$T/session.lua" 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ -n "$rederived" ] && printf '%s\n' "$replay" | grep -qF "$rederived" \
+   && printf '%s\n' "$replay" | grep -q "report written: $T/report/report.html"; then
+    ok "the session replays headless: the same re-derived range ($rederived), the report"
+else fail "replay (exit $rc, '$rederived')" "$replay"; fi
 summary
 [ "$failed" -eq 0 ]
