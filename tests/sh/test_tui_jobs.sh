@@ -151,6 +151,17 @@ sleep 0.3
 sel=$(screen | sed -n '3p' | sed 's/.*[│|]  *\([^ ]*\) *$/\1/')
 if [ -n "$first" ] && [ "$first" = "$sel" ]; then ok "selecting the first bar ($first) selects that layer"
 else fail "selecting a bar selects the layer ('$first' vs '$sel')" "$(screen)"; fi
+# a click on the third bar (screen row 6, xterm mouse protocol) selects its layer
+keys I
+sleep 0.2
+third=$(screen | sed -n '6p' | awk '{print $1}')
+tm send-keys -t qj -l "$(printf '\033[M %%&')"
+sleep 0.3
+keys I
+sleep 0.3
+sel=$(screen | sed -n '3p' | sed 's/.*[│|]  *\([^ ]*\) *$/\1/')
+if [ -n "$third" ] && [ "$third" = "$sel" ]; then ok "a click on a bar ($third) selects that layer"
+else fail "a click on a bar selects the layer ('$third' vs '$sel')" "$(screen)"; fi
 keys T
 check "T: keep the top-3 in FP32, echoed as Lua" '> wb.keep_sensitive\(3, "fp32"\)' 5
 check "T: the map keeps them FP32" '^-- map: m:prepare\{default = int8.* = false.* = false.* = false' 5
