@@ -90,7 +90,7 @@ end})
 
 -- the live views and their actions
 local function view(v) return function(app) return app:toggle_view(v) end end
-add("views and jobs", {"H"}, "calibration view: histogram, observed and chosen range, every method's range", {ui = view("calib")})
+add("views and jobs", {"H"}, "calibration view: histogram, observed and chosen range, all methods", {ui = view("calib")})
 add("views and jobs", {"L"}, "log / linear scale of the histogram", {ui = function(app)
   local c = app.panes.calib
   c.scale = c.scale == "log" and "linear" or "log"
