@@ -188,6 +188,17 @@ H.test("sensitivity fills the ranking node by node; a false from the live callba
   assert(names[1] == sorted[1].name and names[2] == sorted[2].name, names[1] .. " " .. sorted[1].name)
 end)
 
+H.test("the ranking's order: top-1 drop, or the logits' noise when no layer costs top-1", function()
+  local info = {metric = "top1", mode = "single"}
+  local rank = {{name = "fc2", drop = 0, sqnr_db = 47}, {name = "conv1", drop = -0.1, sqnr_db = 38},
+                {name = "conv2", drop = -0.3, sqnr_db = 37}}
+  local order, _, by_noise = wb.sens_order(rank, info)
+  assert(by_noise and order[1].name == "conv2" and order[2].name == "conv1" and order[3].name == "fc2")
+  rank[3].drop = 0.2
+  order, _, by_noise = wb.sens_order(rank, info)
+  assert(not by_noise and order[1].name == "conv2" and order[2].name == "fc2" and order[3].name == "conv1")
+end)
+
 H.test("a job cancelled with Esc (from its live callback) leaves the state as before", function()
   local tui = fake_tui(30, 100, {})
   local app = workbench.new(wb, tui, {history = tmp .. "/h1", autosave = false})

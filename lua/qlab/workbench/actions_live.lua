@@ -45,6 +45,26 @@ return function(wb)
     return 10 ^ (-(e.sqnr_db or 0) / 10), string.format("%.1f dB", e.sqnr_db or 0)
   end
 
+  -- The ranking in order, most harmful first, and the value it is ordered
+  -- by (a function): the ranking's own value; when no layer costs anything
+  -- on it (top-1 drops all <= 0 on a robust model) the logits' noise power
+  -- against FP32 (lowest SQNR first), and by_noise = true.
+  function wb.sens_order(rank, info)
+    local value = function(e) return (wb.sens_value(e, info)) end
+    local max = -math.huge
+    for _, e in ipairs(rank) do max = math.max(max, value(e)) end
+    local by_noise = max <= 0 and rank[1] ~= nil and rank[1].sqnr_db ~= nil
+    if by_noise then value = function(e) return 10 ^ (-(e.sqnr_db or 0) / 10) end end
+    local out = {}
+    for _, e in ipairs(rank) do out[#out + 1] = e end
+    table.sort(out, function(a, b)
+      local va, vb = value(a), value(b)
+      if va == vb then return a.name < b.name end
+      return va > vb
+    end)
+    return out, value, by_noise
+  end
+
   function wb.sensitivity(opts)
     if type(opts) == "number" then opts = {images = opts} end
     opts = opts or {}
@@ -80,9 +100,7 @@ return function(wb)
   function wb.keep_sensitive(k, level)
     k, level = k or 3, level or "fp32"
     if not S.sens_rank or #S.sens_rank == 0 then error("keep_sensitive: run a sensitivity first (wb.sensitivity(), key i)", 2) end
-    local sorted = {}
-    for _, e in ipairs(S.sens_rank) do sorted[#sorted + 1] = e end
-    table.sort(sorted, function(a, b) return wb.sens_value(a, S.sens_info) > wb.sens_value(b, S.sens_info) end)
+    local sorted = wb.sens_order(S.sens_rank, S.sens_info)
     local names = {}
     for i = 1, math.min(k, #sorted) do names[i] = sorted[i].name end
     note("the %d most sensitive layers stay %s: %s", #names, level, table.concat(names, ", "))

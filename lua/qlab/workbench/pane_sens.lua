@@ -8,17 +8,9 @@ local charts = require "qlab.workbench.charts"
 
 local M = {sel = 1}
 
--- the ranking so far, most harmful first
+-- the ranking so far, most harmful first (wb.sens_order)
 function M.sorted(app)
-  local S = app.S
-  local out = {}
-  for _, e in ipairs(S.sens_rank or {}) do out[#out + 1] = e end
-  table.sort(out, function(a, b)
-    local va, vb = app.wb.sens_value(a, S.sens_info), app.wb.sens_value(b, S.sens_info)
-    if va == vb then return a.name < b.name end
-    return va > vb
-  end)
-  return out
+  return app.wb.sens_order(app.S.sens_rank or {}, app.S.sens_info)
 end
 
 local function draw_steps(app, r)
@@ -47,7 +39,7 @@ end
 function M:draw(app, r)
   local tui, g, S = app.tui, app.g, app.S
   local info = S.sens_info
-  local list = M.sorted(app)
+  local list, value, by_noise = M.sorted(app)
   self.list = list
   local title = " sensitivity "
   local x = tui.text(r.y, r.x, title, "title_focus")
@@ -89,16 +81,9 @@ function M:draw(app, r)
   if self.sel > self.top + vis - 1 then self.top = self.sel - vis + 1 end
   local nw = 4
   for _, e in ipairs(list) do nw = math.max(nw, math.min(24, #e.name)) end
-  -- bars by the ranking's value; when no layer costs anything on it (top-1
-  -- drops all <= 0 on a robust model) by the logits' noise power instead
-  local function value(e) return (app.wb.sens_value(e, info)) end
+  -- bars by the value the ranking is ordered by
   local max = 0
   for _, e in ipairs(list) do max = math.max(max, value(e)) end
-  local by_noise = max <= 0 and list[1].sqnr_db ~= nil
-  if by_noise then
-    value = function(e) return 10 ^ (-(e.sqnr_db or 0) / 10) end
-    for _, e in ipairs(list) do max = math.max(max, value(e)) end
-  end
   local lw = 18
   local bw = body.w - nw - lw - 2
   self.body = body
