@@ -171,6 +171,7 @@ keys :
 type_line 'mp = wb.mixed_precision{budget = -1, max_steps = 2, images = 300}'
 check "greedy: two steps, then the result in the map" 'mixed precision: 2 steps, top-1' 20
 keys Escape I
+wait_for 'final: top-1' 3
 if screen | grep -qE '[│|] *1 +[a-z0-9]+ +[a-z0-9]+>[a-z0-9]+ +[0-9]+\.[0-9][0-9] ' && screen | grep -qE '[│|] *2 +[a-z0-9]+ +[a-z0-9]+>' \
    && screen | grep -q 'final: top-1'; then ok "greedy: each step (node, change, top-1, size, latency) in the sensitivity view"
 else fail "greedy: the steps in the view" "$(screen)"; fi
