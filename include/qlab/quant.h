@@ -28,6 +28,9 @@ int       ql_is_prepared(const ql_graph *g);
 /* The observer that decides node i's output qparams (walking through
  * pass-through nodes), or NULL. */
 ql_observer *ql_node_observer(ql_graph *g, int i);
+/* Replaces the observer ql_node_observer(g, i) returns with a copy of o (e.g.
+ * the same statistics choosing their range another way, ql_observer_as). */
+ql_status ql_set_node_observer(ql_graph *g, int i, const ql_observer *o);
 
 /* For every observer of dst: replaces it by a clone of the observer that
  * decides the same-named node's output in src (ql_node_observer), so a model

@@ -104,7 +104,7 @@ function Observer:compare_ranges(opts)
   require("qlab.check").object(self, "Observer", "compare_ranges", 1)
   opts = opts or {}
   if type(opts) ~= "table" then error("compare_ranges: give {percentiles = {...}}", 2) end
-  local own = self:options()
+  local own = self:options()   -- own.percentile is a float32 (99.99 reads 99.98999786)
   local methods = {{"minmax", "minmax"}}
   for _, p in ipairs(opts.percentiles or {99.9, 99.99}) do
     methods[#methods + 1] = {string.format("percentile %g", p), "percentile", p}
@@ -118,7 +118,7 @@ function Observer:compare_ranges(opts)
     o:free()
     local mse, sqnr = self:range_error(lo, hi)
     out[#out + 1] = {method = m[1], kind = m[2], lo = lo, hi = hi, mse = mse, sqnr_db = sqnr,
-                     chosen = m[2] == own.kind and (m[3] == nil or m[3] == own.percentile)}
+                     chosen = m[2] == own.kind and (m[3] == nil or math.abs(m[3] - own.percentile) < 1e-4)}
   end
   return out
 end

@@ -79,6 +79,18 @@ static int l_observer(lua_State *L) {
     return 1;
 }
 
+/* m:set_observer(name, o): the node's observer becomes a copy of o (e.g.
+ * m:observer(name):as("entropy"): the same statistics, another range rule) */
+static int l_set_observer(lua_State *L) {
+    ql_graph *g = lq_check_model(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    ql_observer *o = lq_check_observer(L, 3);
+    int i = ql_graph_find(g, name);
+    if (i < 0) return lq_error(L, "model has no node '%s'", name);
+    LQ_TRY(L, ql_set_node_observer(g, i, o));
+    return 0;
+}
+
 static int l_convert(lua_State *L) {
     LQ_TRY(L, ql_convert(lq_check_model(L, 1)));
     lua_settop(L, 1);
@@ -151,7 +163,7 @@ static int l_fake_quant(lua_State *L) {
 static int l_is_prepared(lua_State *L) { lua_pushboolean(L, ql_is_prepared(lq_check_model(L, 1))); return 1; }
 
 void lq_open_quant(lua_State *L) {
-    static const luaL_Reg methods[] = {{"fuse", l_fuse}, {"observer", l_observer},
+    static const luaL_Reg methods[] = {{"fuse", l_fuse}, {"observer", l_observer}, {"set_observer", l_set_observer},
                                        {"convert", l_convert}, {"fold_dequantize", l_fold_dequantize}, {"plan", l_plan}, {"is_prepared", l_is_prepared},
                                        {"_copy_observers", l_copy_observers},
                                        {"freeze_bn", l_freeze_bn}, {"bn_frozen", l_bn_frozen},

@@ -74,6 +74,18 @@ ql_observer *ql_node_observer(ql_graph *g, int i) {
     return (i >= 0 && i < g->nnodes) ? g->nodes[i].obs : NULL;
 }
 
+ql_status ql_set_node_observer(ql_graph *g, int i, const ql_observer *o) {
+    if (i < 0 || i >= g->nnodes) return ql_error(QL_EINVAL, "set_observer: no node %d", i);
+    while (i > 0 && !g->nodes[i].obs && planned(&g->nodes[i]) && ql_quant_passthrough(g->nodes[i].op))
+        i = g->nodes[i].inputs[0];
+    if (!g->nodes[i].obs) return ql_error(QL_ESTATE, "set_observer: node '%s' has no observer", g->nodes[i].name);
+    ql_observer *c = ql_observer_clone(o);
+    if (!c) return QL_ENOMEM;
+    ql_observer_free(g->nodes[i].obs);
+    g->nodes[i].obs = c;
+    return QL_OK;
+}
+
 ql_status ql_calibrate(ql_graph *g, ql_loader *ld, int64_t max_batches, const ql_progress *p) {
     if (!ql_is_prepared(g)) return ql_error(QL_ESTATE, "calibrate: the model is not prepared (call prepare first)");
     int64_t nb = ql_loader_num_batches(ld);

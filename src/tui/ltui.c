@@ -6,7 +6,10 @@
  *   tui.width(s) -> display columns        tui.drain() -> captured output | nil
  *   tui.loop(on_event, draw, tick_ms)      the event loop, see l_loop
  *   tui.on_progress(fn | nil)              fn(done, total, label) from the engine's
- *                                          progress callback while the screen is ours
+ *                                          progress callback while the screen is ours;
+ *                                          fn returning true asks the engine to cancel
+ *   tui.poll() -> kind, a, b, c | nil      the next pending event without waiting
+ *                                          (as tui.loop passes them), for running jobs
  *   tui.HANDLED, tui.REDRAW, tui.BREAK     the flags on_event returns (htop's panels)
  * Coordinates are 0-based (y, x), as curses has them. */
 #include <stdlib.h>
@@ -105,6 +108,28 @@ static int l_drain(lua_State *L) {
     return 1;
 }
 
+/* pushes an event as tui.loop passes it to on_event; returns how many values */
+static int push_event(lua_State *L, const tui_event *ev) {
+    switch (ev->kind) {
+    case TUI_EV_TICK: lua_pushliteral(L, "tick"); return 1;
+    case TUI_EV_KEY: lua_pushliteral(L, "key"); lua_pushstring(L, ev->key); return 2;
+    case TUI_EV_RESIZE:
+        lua_pushliteral(L, "resize"); lua_pushinteger(L, ev->y); lua_pushinteger(L, ev->x); return 3;
+    case TUI_EV_MOUSE:
+        lua_pushliteral(L, "mouse"); lua_pushstring(L, ev->key);
+        lua_pushinteger(L, ev->y); lua_pushinteger(L, ev->x); return 4;
+    }
+    return 0;
+}
+
+static int l_poll(lua_State *L) {
+    if (!tui_active()) { lua_pushnil(L); return 1; }
+    tui_event ev;
+    tui_event_wait(0, &ev);
+    if (ev.kind == TUI_EV_TICK) { lua_pushnil(L); return 1; }
+    return push_event(L, &ev);
+}
+
 /* tui.loop(on_event, draw, tick_ms): draw() once, then for every event
  *   on_event("tick") | on_event("key", name) | on_event("resize", lines, cols)
  *   | on_event("mouse", "click" | "wheelup" | "wheeldown", y, x)
@@ -121,16 +146,7 @@ static int l_loop(lua_State *L) {
         tui_event ev;
         tui_event_wait(tick, &ev);
         lua_pushvalue(L, 1);
-        int n = 1;
-        switch (ev.kind) {
-        case TUI_EV_TICK: lua_pushliteral(L, "tick"); break;
-        case TUI_EV_KEY: lua_pushliteral(L, "key"); lua_pushstring(L, ev.key); n = 2; break;
-        case TUI_EV_RESIZE:
-            lua_pushliteral(L, "resize"); lua_pushinteger(L, ev.y); lua_pushinteger(L, ev.x); n = 3; break;
-        case TUI_EV_MOUSE:
-            lua_pushliteral(L, "mouse"); lua_pushstring(L, ev.key);
-            lua_pushinteger(L, ev.y); lua_pushinteger(L, ev.x); n = 4; break;
-        }
+        int n = push_event(L, &ev);
         lua_call(L, n, 1);
         int flags = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
@@ -151,8 +167,8 @@ static double now_s(void) {
 
 /* The engine's progress callback while the workbench owns the screen: calls
  * the Lua function at most 20 times a second (and at the end) on a thread of
- * its own, so it is safe from inside any running C function. Never cancels
- * (cancel is part 2). */
+ * its own, so it is safe from inside any running C function. The function
+ * returning true cancels the engine's call (it stops at that report). */
 static int tui_progress(void *ud, int64_t done, int64_t total, const char *label) {
     static double last;
     lua_State *T = ud;
@@ -160,15 +176,16 @@ static int tui_progress(void *ud, int64_t done, int64_t total, const char *label
     if (done < total && t - last < 0.05) return 0;
     last = t;
     if (!lua_checkstack(T, 6)) return 0;
-    int top = lua_gettop(T);
+    int top = lua_gettop(T), cancel = 0;
     if (lua_rawgetp(T, LUA_REGISTRYINDEX, &progress_key) == LUA_TFUNCTION) {
         lua_pushinteger(T, done);
         lua_pushinteger(T, total);
         lua_pushstring(T, label ? label : "");
-        lua_pcall(T, 3, 0, 0);   /* an error in the gauge must not break the job */
+        /* an error in the gauge must not break the job */
+        if (lua_pcall(T, 3, 1, 0) == LUA_OK) cancel = lua_toboolean(T, -1);
     }
     lua_settop(T, top);
-    return 0;
+    return cancel;
 }
 
 static int l_on_progress(lua_State *L) {
@@ -199,7 +216,8 @@ int luaopen_qlab_tui(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"open", l_open}, {"close", l_close}, {"active", l_active}, {"info", l_info}, {"size", l_size},
         {"erase", l_erase}, {"text", l_text}, {"cursor", l_cursor}, {"refresh", l_refresh}, {"beep", l_beep},
-        {"width", l_width}, {"drain", l_drain}, {"loop", l_loop}, {"on_progress", l_on_progress}, {NULL, NULL}};
+        {"width", l_width}, {"drain", l_drain}, {"loop", l_loop}, {"on_progress", l_on_progress}, {"poll", l_poll},
+        {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushinteger(L, F_HANDLED); lua_setfield(L, -2, "HANDLED");
     lua_pushinteger(L, F_REDRAW); lua_setfield(L, -2, "REDRAW");

@@ -17,7 +17,9 @@
 --   wb.evaluate()      top-1 / top-5 of m (and once of fp32) on data.val
 --   wb.profile()       batch-1 latency and each layer's share of it
 --   wb.compare()       SQNR of every layer's output vs FP32
---   wb.sensitivity()   top-1 drop when each conv / linear alone is INT8
+--   wb.sensitivity()   top-1 drop when each conv / linear alone is INT8 (live: actions_live.lua)
+--   wb.keep_sensitive(k, level), wb.mixed_precision(), wb.bench(), wb.report(dir),
+--   wb.ranges(name, bins), wb.weights(name, cols): actions_live.lua
 --   wb.reset()         back to the FP32 model, the map kept
 --   wb.save(path)      the model, atomically (.qlm)
 --   wb.save_session(path)  the session so far as a script
@@ -232,10 +234,42 @@ function wb.set_precision(target, level)
   wb.refresh()
 end
 
+-- Calibrate once, compare every range: on a prepared model whose observers
+-- have seen data, the layers' observers re-derive their range from the same
+-- statistics (o:as(kind)); nothing is recalibrated.
+local function rederive(names, kind)
+  if not (S.phase == "prepared" or S.phase == "calibrated") or not S.m:is_prepared() then return end
+  local done = {}
+  if not names then   -- the default: every layer without an observer of its own
+    names = {}
+    for _, n in ipairs(S.base) do
+      if not (S.map.nodes[n.name] and S.map.nodes[n.name].obs) then names[#names + 1] = n.name end
+    end
+  end
+  for _, name in ipairs(names) do
+    local p = wb.planned(name)
+    local o = (p.prec == "int8" or p.prec == "w4a8") and S.m:observer(name) or nil
+    if o and o:count() > 0 then
+      local ok, c = pcall(o.as, o, kind)
+      if ok then
+        local lo0, hi0 = o:range()
+        S.m:set_observer(name, c)
+        local lo, hi = c:range()
+        done[#done + 1] = string.format("%s %.4g..%.4g -> %.4g..%.4g", name, lo0, hi0, lo, hi)
+      end
+    end
+  end
+  if #done > 0 then
+    note("range re-derived from the same statistics (no calibration): %s%s", table.concat(done, ", ", 1, math.min(3, #done)),
+         #done > 3 and string.format(" and %d more", #done - 3) or "")
+  end
+end
+
 function wb.set_observer(target, kind)
   kind = norm("observer", kind, obs_ok)
-  set_field(target, "obs", kind)
+  local names = set_field(target, "obs", kind)
   map_line()
+  rederive(names, kind)
   wb.refresh()
 end
 
@@ -508,29 +542,15 @@ function wb.compare(batches)
   return res
 end
 
-function wb.sensitivity(images)
-  images = images or 1000
-  local p = wb.planned(nil)
-  if p.prec ~= "int8" and p.prec ~= "w4a8" then p = {prec = "int8", obs = "histogram", gran = "per_channel"} end
-  local qc = qconfig_of(p)
-  local rank, info = qlab.sensitivity(S.fp32, {data = S.data.test:subset(1, images):loader{batch = 250},
-                                              calib = S.data.train:loader{batch = S.calib_batch, batches = S.calib_batches},
-                                              qconfig = qc, metric = "top1", quiet = true, time = false})
-  S.sens = {}
-  for _, e in ipairs(rank) do S.sens[e.name] = e.drop end
-  local parts = {}
-  for i = 1, math.min(3, #rank) do parts[i] = string.format("%s %.2f", rank[i].name, rank[i].drop) end
-  say("sensitivity (%s alone, %d images, FP32 %.2f %%): most harmful %s", qc_var(p), info.n, info.top1_fp32,
-      table.concat(parts, ", "))
-  wb.refresh()
-  return rank
-end
-
 function wb.save(path)
   path = path or (S.name:gsub("%.qlm$", "") .. "_" .. S.phase .. ".qlm")
   S.m:save(path)
   S.dirty = false
   S.saved_path = path
+  S.saved = S.saved or {}
+  local known = false
+  for _, p in ipairs(S.saved) do known = known or p == path end
+  if not known then S.saved[#S.saved + 1] = path end
   say("saved %s (%.3f MB)", path, S.m:size_bytes() / 1e6)
 end
 
@@ -605,6 +625,9 @@ function wb.histogram(name, n)
   hist_cache.key, hist_cache.value = key, value
   return value
 end
+
+wb.qconfig_of, wb.qc_var, wb.set_field, wb.map_line = qconfig_of, qc_var, set_field, map_line
+require("qlab.workbench.actions_live")(wb)
 
 ---------------------------------------------------------------------------
 -- the rows the layer table draws

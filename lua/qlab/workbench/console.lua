@@ -40,12 +40,13 @@ function Console:push(text, kind, opts)
 end
 
 local function traceback(e)
+  debug.sethook()   -- a job's hook (jobs.lua) lives only as long as its chunk runs
   local msg = type(e) == "string" and e or (pretty.pretty(e))
   local tb = debug.traceback(msg, 2)
   local keep = {}
   for line in (tb .. "\n"):gmatch("(.-)\n") do
     if line:find("in function 'xpcall'", 1, true) or line:find("workbench/console.lua", 1, true) then break end
-    keep[#keep + 1] = line
+    if not line:find("in upvalue 'chunk'", 1, true) then keep[#keep + 1] = line end   -- the chunk's wrapper (exec)
   end
   return table.concat(keep, "\n")
 end
@@ -77,9 +78,18 @@ function Console:exec(code, how, app)
     entries[1].script = "wb.show(" .. code .. ")"
     for i = 2, #entries do entries[i].skip = true end
   end
+  -- the chunk drops a job's hook (jobs.lua) as it returns, inside the
+  -- xpcall: a cancel it raises can only fail the chunk, never this code
+  local chunk = fn
+  fn = function() return (function(...) debug.sethook(); return ... end)(chunk()) end
   local res = table.pack(xpcall(fn, traceback))
   self.wb.autosave()   -- the log on disk after every step: a kill loses nothing
-  if not res[1] then return failed(res[2]) end
+  if not res[1] then
+    if app and app.job and app.job.cancel then   -- a cancel is no bug: its message, without a traceback
+      return failed((tostring(res[2]):match("^[^\n]*"):gsub("^[^:]*:%d+: ", "")))
+    end
+    return failed(res[2])
+  end
   if res.n > 1 then self:push(pretty.values(table.unpack(res, 2, res.n)), "output") end
   -- in the saved script each chunk keeps its own scope, as each console
   -- line has; a chunk that returned values shows them there too
@@ -211,7 +221,10 @@ function Console:draw(app, r)
   tui.text(r.y, r.x, g.h:rep(2), "frame")
   local tw = tui.text(r.y, r.x + 2, title, focused and "title_focus" or "title")
   tui.text(r.y, r.x + 2 + tw, g.h:rep(r.w), "frame", r.w - 2 - tw)
-  if self.scroll > 0 then
+  if app.job and app.msg then   -- what a key typed during a job got: the footer holds the gauge
+    local s = " " .. app.msg .. " "
+    tui.text(r.y, math.max(r.x, r.x + r.w - tui.width(s) - 2), s, "warn", r.w)
+  elseif self.scroll > 0 then
     local s = string.format(" %d lines up ", self.scroll)
     tui.text(r.y, r.x + r.w - #s - 2, s, "warn")
   end

@@ -1,6 +1,6 @@
--- The detail pane: everything known of the selected layer (part 2 adds
--- live views: calibration histograms, sensitivity, benchmarks), with a
--- small histogram of its observer once calibrated.
+-- The detail pane: everything known of the selected layer, with a small
+-- histogram of its observer once calibrated. The live views (pane_*.lua)
+-- take its place and the table's when one is shown.
 local layers = require "qlab.workbench.layers"
 
 local M = {}

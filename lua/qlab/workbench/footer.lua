@@ -5,29 +5,25 @@ local M = {}
 
 local HINTS = {
   table = {{"?", "help"}, {"1-6", "prec"}, {"o", "obs"}, {"w", "gran"}, {"p", "prepare"}, {"c", "calib"},
-           {"v", "convert"}, {"e", "eval"}, {"x", "all"}, {"/", "filter"}, {"s", "sort"}, {":", "lua"}, {"q", "quit"}},
+           {"v", "convert"}, {"e", "eval"}, {"x", "all"}, {"H I K B Q", "views"}, {"/", "filter"}, {"s", "sort"},
+           {":", "lua"}, {"q", "quit"}},
+  calib = {{"?", "help"}, {"up/dn", "layer"}, {"o", "observer (same statistics)"}, {"L", "log"}, {"c", "calibrate"},
+           {"p", "prepare"}, {"H/esc", "back"}},
+  sens = {{"?", "help"}, {"up/dn", "bar = layer"}, {"i", "run"}, {"T", "keep top-k"}, {"m", "greedy"}, {"I/esc", "back"}},
+  weights = {{"?", "help"}, {"up/dn", "layer"}, {"w", "granularity"}, {"K/esc", "back"}},
+  qat = {{"?", "help"}, {"a", "train"}, {"e", "evaluate"}, {"Q/esc", "back"}},
+  bench = {{"?", "help"}, {"b", "bench"}, {"P", "report"}, {"W", "save a variant"}, {"B/esc", "back"}},
   detail = {{"tab", "next pane"}, {"?", "help"}, {"q", "quit"}},
   console = {{"enter", "run"}, {"tab", "complete"}, {"up/dn", "history"}, {"pgup", "log"}, {"esc", "back"}},
 }
 
-local function gauge(app, w)
-  local j = app.job
-  local g = app.g
-  local s = string.format("running %s (%.1f s)", j.code, require("qlab").clock() - j.t0)
-  if j.total and j.total > 0 then
-    local bw = math.max(10, math.min(30, w - #s - 24))
-    local fill = math.floor(bw * j.done / j.total + 0.5)
-    s = string.format("%s  %s [%s%s] %d/%d", s, j.label or "", g.bar:rep(fill), g.empty:rep(bw - fill), j.done, j.total)
-  else
-    s = s .. " ..."
-  end
-  return s
-end
-
 function M:draw(app, r)
   local tui = app.tui
   tui.text(r.y, r.x, "", "footer", r.w, true)
-  if app.job then tui.text(r.y, r.x, gauge(app, r.w), "gauge", r.w, true) return end
+  if app.job then
+    tui.text(r.y, r.x, require("qlab.workbench.jobs").gauge_text(app, r.w), "gauge", r.w, true)
+    return
+  end
   if app.filter_edit then
     local s = "filter (Lua pattern or text; Enter keeps, Esc clears): /" .. app.filter_edit.text
     tui.text(r.y, r.x, s, "input", r.w)
@@ -43,7 +39,7 @@ function M:draw(app, r)
     return
   end
   local x = r.x
-  local hints = HINTS[app.focus] or HINTS.table
+  local hints = (app.focus == "table" and app.view_mode and HINTS[app.view_mode]) or HINTS[app.focus] or HINTS.table
   for _, h in ipairs(hints) do
     local kw, tw = tui.width(h[1]), tui.width(h[2])
     if x + kw + tw + 2 > r.x + r.w then break end

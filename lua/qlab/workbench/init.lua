@@ -33,6 +33,7 @@ function M.new(wb, tui, opts)
     wb = wb, S = wb.state, tui = tui, g = info.utf8 and GLYPHS.utf8 or GLYPHS.ascii,
     focus = "table", sel = 1, top = 1, filter = "", sort = {key = "order", rev = false},
     session_path = opts.session_path or "qlab_session.lua", layout = {},
+    report_dir = opts.report_dir or "qlab_report", topk = opts.topk or 3,
     keys = require "qlab.workbench.keys",
   }, App)
   app.console = require("qlab.workbench.console").new(wb, opts.history or require("qlab.workbench.history").default_path())
@@ -47,6 +48,12 @@ function M.new(wb, tui, opts)
     console = app.console,
     footer = require "qlab.workbench.footer",
     help = require "qlab.workbench.help",
+    -- the live views, drawn over the table and the detail pane (app.view_mode)
+    calib = require "qlab.workbench.pane_calib",
+    sens = require "qlab.workbench.pane_sens",
+    weights = require "qlab.workbench.pane_weights",
+    bench = require "qlab.workbench.pane_bench",
+    qat = require "qlab.workbench.pane_qat",
   }
   app.order = {"status", "layers", "detail", "console", "footer"}
   app:update_view()
@@ -104,6 +111,23 @@ end
 
 function App:selected() return self.view[self.sel] end
 
+-- selects a layer by name (clearing a filter that hides it)
+function App:select_name(name)
+  for pass = 1, 2 do
+    for i, r in ipairs(self.view) do if r.name == name then self.sel = i return true end end
+    if pass == 1 and self.filter ~= "" then self.filter = ""; self:update_view() end
+  end
+  return false
+end
+
+-- the live views (keys H, I, K, B, Q): one at a time over the table and the
+-- detail pane; a job shows its own (jobs.view_of)
+App.VIEWS = {calib = "calibration", sens = "sensitivity", weights = "weights", bench = "bench", qat = "QAT"}
+function App:toggle_view(v)
+  self.view_mode = self.view_mode ~= v and v or nil
+  return self.REDRAW
+end
+
 function App:select(i)
   local n = #self.view
   if n == 0 then self.sel = 1 return end
@@ -123,7 +147,7 @@ function App:start_filter()
 end
 
 function App:cycle_focus(step)
-  local f = {"table", "detail", "console"}
+  local f = self.view_mode and {"table", "console"} or {"table", "detail", "console"}
   for i, v in ipairs(f) do
     if v == self.focus then self.focus = f[(i - 1 + step) % #f + 1]; return end
   end
@@ -177,22 +201,16 @@ end
 -- running actions: echoed into the console, run there; the screen shows
 -- the job and the engine's progress gauge meanwhile
 
-local clock = require("qlab").clock
+local jobs = require "qlab.workbench.jobs"
+M.jobs = jobs
 
 function App:run(codes, how)
+  if self.job then   -- a key typed from inside a job's redraw: never two at once
+    self.msg = "a job is running (" .. self.job.code .. "): Esc cancels it"
+    return
+  end
   for _, code in ipairs(codes) do
-    self.job = {code = code, t0 = clock()}
-    self:draw()
-    -- Lua-side loops (compare, sensitivity, user code) redraw from a count
-    -- hook; the engine's own loops through the progress callback
-    local last = clock()
-    debug.sethook(function()
-      local t = clock()
-      if t - last > 0.25 then last = t; pcall(self.draw, self) end
-    end, "", 20000)
-    local ok = self.console:exec(code, how or "key", self)
-    debug.sethook()
-    self.job = nil
+    local ok = jobs.run(self, code, how)
     self:drain()
     self.wb.adopt_globals()
     if how == "input" then self.wb.refresh() end   -- typed code may have changed m in place
@@ -201,11 +219,8 @@ function App:run(codes, how)
   if self.S.version ~= self.version then self:update_view() end
 end
 
-function App:progress(done, total, label)
-  if not self.job then return end
-  self.job.done, self.job.total, self.job.label = done, total, label
-  self:draw()
-end
+-- the engine's progress callback: true cancels
+function App:progress(done, total, label) return jobs.progress(self, done, total, label) end
 
 -- output written to fd 1 / 2 (io.write, C code) while the screen is ours
 function App:drain()
@@ -230,8 +245,12 @@ function App:compute_layout(lines, cols)
   L.console = {y = lines - 1 - ch, x = 0, h = ch, w = cols}
   local mh = lines - sh - 1 - ch
   local dw = math.max(27, math.min(44, cols // 4))
-  L.layers = {y = sh, x = 0, h = mh, w = cols - dw}
-  L.detail = {y = sh, x = cols - dw, h = mh, w = dw}
+  if self.view_mode then
+    L.view = {y = sh, x = 0, h = mh, w = cols}
+  else
+    L.layers = {y = sh, x = 0, h = mh, w = cols - dw}
+    L.detail = {y = sh, x = cols - dw, h = mh, w = dw}
+  end
   self.layout = L
   return L
 end
@@ -252,9 +271,11 @@ function App:draw()
   else
     for _, name in ipairs(self.order) do
       local p = self.panes[name]
-      local rect = L[name] or (p and p.rect and p:rect(self, L))   -- a user's pane says where it goes
+      local hidden = L.view and (name == "layers" or name == "detail")
+      local rect = L[name] or (not hidden and p and type(p.rect) == "function" and p:rect(self, L))   -- a user's pane says where it goes
       if p and p.draw and rect then p:draw(self, rect) end
     end
+    if L.view then self.panes[self.view_mode]:draw(self, L.view) end
     if self.overlay then self.panes[self.overlay]:draw(self, {y = 0, x = 0, h = lines, w = cols}) end
   end
   if self.cursor and not self.overlay and not L.small then tui.cursor(self.cursor[1], self.cursor[2])
@@ -315,6 +336,12 @@ function App:on_key(key)
     if f then return f end
   end
   if self.focus ~= "console" then
+    if self.view_mode then
+      local v = self.panes[self.view_mode]
+      local f = v.on_key and v:on_key(self, key)
+      if f then return f end
+      if key == "esc" and not self.prefix then self.view_mode = nil return self.REDRAW end
+    end
     local f = self.panes.layers:on_key(self, key)
     if f then return f end
   end
@@ -339,10 +366,10 @@ end
 function App:on_mouse(kind, y, x)
   local L = self.layout
   if L.small or self.overlay then return self.HANDLED end
-  for _, name in ipairs{"layers", "detail", "console"} do
+  for _, name in ipairs{"layers", "detail", "console", "view"} do
     local r = L[name]
-    if y >= r.y and y < r.y + r.h and x >= r.x and x < r.x + r.w then
-      local p = self.panes[name]
+    if r and y >= r.y and y < r.y + r.h and x >= r.x and x < r.x + r.w then
+      local p = self.panes[name == "view" and self.view_mode or name]
       if p.on_mouse then return p:on_mouse(self, kind, y - r.y, x - r.x) or self.REDRAW end
     end
   end
@@ -367,7 +394,8 @@ end
 -- opts (or a global WORKBENCH table, e.g. from qlab -e 'WORKBENCH = {...}'):
 -- val_images, calib_batch, calib_batches, eval_batch (wb.open), history
 -- (file), session_path (Ctrl-S), autosave (the log rewritten after every step;
--- default $HOME/.qlab_last_session.lua, false for none).
+-- default $HOME/.qlab_last_session.lua, false for none), report_dir (what P
+-- writes, qlab_report), topk (the k of T, 3).
 function M.main(path, opts)
   opts = opts or rawget(_G, "WORKBENCH") or {}
   local wb = require "qlab.workbench.actions"
@@ -391,7 +419,7 @@ function M.main(path, opts)
     app.console:push(table.concat(t, "\t", 1, t.n), "output")
   end
   wb.out = function(line, kind) app.console:push(line, kind) end
-  tui.on_progress(function(done, total, label) app:progress(done, total, label) end)
+  tui.on_progress(function(done, total, label) return app:progress(done, total, label) end)
   app.console:push(string.format("-- qlab workbench on %s: ? lists the keys, : types Lua here (m, fp32, data, qlab, wb)",
                                  wb.state.path), "comment")
   -- a bug in a pane or a key handler is logged; the workbench lives on

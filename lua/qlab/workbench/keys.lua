@@ -88,6 +88,35 @@ add("workflow", {"+", "-"}, "more / fewer calibration batches", {ui = function(a
   return app.REDRAW
 end})
 
+-- the live views and their actions
+local function view(v) return function(app) return app:toggle_view(v) end end
+add("views and jobs", {"H"}, "calibration view: histogram, observed and chosen range, all methods", {ui = view("calib")})
+add("views and jobs", {"L"}, "log / linear scale of the histogram", {ui = function(app)
+  local c = app.panes.calib
+  c.scale = c.scale == "log" and "linear" or "log"
+  return app.REDRAW
+end})
+add("views and jobs", {"I"}, "sensitivity view: the ranking as it is measured, greedy steps", {ui = view("sens")})
+add("views and jobs", {"T"}, "keep the top-k most sensitive layers (last ranking) in FP32", {code = function(app)
+  return {string.format("wb.keep_sensitive(%d, \"fp32\")", app.topk)}
+end})
+add("views and jobs", {"m"}, "greedy mixed precision: each step as it goes, the result in the map",
+  {code = function() return {"wb.mixed_precision()"} end})
+add("views and jobs", {"K"}, "weights view: per-channel min/max, per-tensor vs per-channel cost", {ui = view("weights")})
+add("views and jobs", {"B"}, "bench view: table, accuracy vs speed-up, sizes, latency by op", {ui = view("bench")})
+add("views and jobs", {"b"}, "bench FP32, the current model and the models saved (quick)", {code = function(app)
+  app.view_mode = "bench"
+  return {"wb.bench()"}
+end})
+add("views and jobs", {"P"}, "write the report of the last bench (HTML, Markdown, JSON)", {code = function(app)
+  return {string.format("wb.report(%q)", app.report_dir)}
+end})
+add("views and jobs", {"Q"}, "QAT view: the training loss per batch as it trains", {ui = view("qat")})
+add("views and jobs", {"a"}, "quantization-aware training (1 epoch of 100 batches), then convert", {code = function()
+  return {"wb.qat()"}
+end})
+add("views and jobs", {"esc"}, "cancel the running job (m as before it); in a view: back to the table", {})
+
 -- view
 add("view", {"up", "k", "down", "j"}, "move", {})
 add("view", {"pgup", "pgdn", "home", "end"}, "move by a page, to the ends", {})

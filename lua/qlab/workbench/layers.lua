@@ -49,10 +49,10 @@ local COLS = {
     return short_obs[r.obs] .. w
   end},
   {"sqnr", "SQNR", 5, true, function(r) return fmt_db(r.sqnr) end},
+  {"drop", "drop", 5, true, function(r) return r.drop and string.format("%.2f", r.drop) or "-" end},
   {"params", "params", 7, true, function(r) return human(r.params) end},
   {"shape", "shape", 10, false, function(r) return r.shape, "dim" end},
   {"macs", "MACs", 7, true, function(r) return human(r.macs) end},
-  {"drop", "drop", 5, true, function(r) return r.drop and string.format("%.2f", r.drop) or "-" end},
   {"share", "time%", 5, true, function(r) return r.share and string.format("%.1f", 100 * r.share) or "-" end},
   {"range", "range", 15, false, function(r) return fmt_range(r.range) end},
 }
