@@ -175,7 +175,7 @@ for _, name in ipairs((function()
   end
   if #foot > 0 then
     emit("")
-    for k, msg in ipairs(foot) do emit(string.format("[%d] %s", k, msg)) end
+    for k, msg in ipairs(foot) do emit(string.format("- [%d] %s", k, msg)) end
   end
   doc.models[#doc.models + 1] = {name = name, macs = R.macs_fp32, rows = mrows}
 end
