@@ -31,6 +31,14 @@ local train_steps = quick and 2 or 8
 local calib_batches = quick and 10 or 100
 
 qlab.seed(0)
+local function loadavg()   -- the 1-minute load average (other jobs on a shared machine), or nil
+  local f = io.open("/proc/loadavg")
+  if not f then return nil end
+  local v = f:read("n")
+  f:close()
+  return v
+end
+local load_start = loadavg()
 local machine = qlab.machine()
 local peak = qlab.peak()
 local cores = qlab.cpu().cores
@@ -137,4 +145,5 @@ for _, name in ipairs(models) do
   collectgarbage()
 end
 
+out.loadavg = {start = load_start, finish = loadavg()}
 qlab.record("bench_peers", out)

@@ -119,6 +119,10 @@ emit(string.format("- ISA qlab used: INT8 kernels `%s` (CPU best `%s`); OpenBLAS
   Q.machine.isa_best, tostring(Q.machine.openblas.core), tostring(Q.machine.openblas.isa)))
 emit(string.format("- OPENBLAS_CORETYPE: %s", coretype and ("`" .. tostring(coretype) .. "`") or "unset"))
 emit(string.format("- date: %s", os.date("!%Y-%m-%d %H:%M UTC")))
+if Q.loadavg and Q.loadavg.start then
+  emit(string.format("- load average (1 min) when qlab's part started / ended: %.2f / %.2f on %d cores "
+    .. "(other jobs share the machine when it is well above 0)", Q.loadavg.start, Q.loadavg.finish or 0, Q.cores))
+end
 emit(string.format("- peak of one core (qlab.peak): FP32 %.1f GFMA/s (`%s` FMA), INT8 %.1f GMAC/s (`%s` dot product)",
   Q.basis.fp32.gmacs, Q.basis.fp32.isa, Q.basis.int8.gmacs, Q.basis.int8.isa))
 
@@ -185,7 +189,7 @@ emit(string.format("Peers: %s; %s. Ratio: qlab's speed over the best peer's on t
   .. "Batch 1: median ms; batch 64 and training: images/s; PyTorch FP32 = TorchScript frozen + optimize_for_inference, "
   .. "INT8 = FX static PTQ, training = eager (QAT: prepare_qat_fx); ORT INT8 = qlab's QDQ export (keep_fusable). "
   .. "Fraction of peak: MACs/s over the one-core peak x threads (training: 3x the forward MACs).",
-  peer_versions.torch or "PyTorch not run", peer_versions.ort or "ONNX Runtime not run"))
+  peer_versions.torch or "PyTorch: no figures (see the notes)", peer_versions.ort or "ONNX Runtime: no figures (see the notes)"))
 doc.peers = peer_versions
 
 local text = table.concat(md, "\n") .. "\n"
