@@ -3,20 +3,25 @@
 nothing in qlab's build or test suite needs Python).
 
 Loads a qlab .qlm file (safetensors, PyTorch state_dict names and layouts) into
-torchvision's ResNet-18 (1-channel conv1, 10 classes) and measures, on the same
-machine and in the same shape as scripts/bench_ptq.lua:
+torchvision's ResNet-18 (1-channel conv1, 10 classes) or, with --arch mobilenet_v2,
+torchvision's MobileNetV2 (1-channel stride-1 stem conv, 10 classes, no dropout:
+qlab's topology) and measures, on the same machine and in the same shape as
+scripts/bench_ptq.lua / scripts/bench_peers.lua:
 
   FP32  TorchScript traced, frozen, optimize_for_inference
   INT8  static PTQ, FX graph mode (prepare_fx / convert_fx), calibrated on
-        100 batches of 32 shuffled training images, TorchScript frozen
+        100 batches of 32 shuffled training images (--calib-batches), TorchScript frozen
 
 accuracy on the Fashion-MNIST test set, calibration time, model size,
-batch-1 latency (median / p95) and batch-64 throughput at 1 and 2 threads.
+batch-1 latency (median / p95) and batch-64 throughput at 1 and 2 threads;
+with --train also a training step at batch 128 (SGD momentum 0.9, cross-entropy)
+at the largest thread count, FP32 eager and QAT (FX prepare_qat_fx), images/s.
 
 Run it with Debian's interpreter, which has python3-torch / python3-torchvision:
 
-  /usr/bin/python3 scripts/bench_vs_torch.py [--model PATH] [--quick]
-                   [--threads 1,2] [--json FILE] [--check]
+  /usr/bin/python3 scripts/bench_vs_torch.py [--model PATH] [--arch resnet18|mobilenet_v2]
+                   [--quick] [--threads 1,2] [--train] [--calib-batches N]
+                   [--json FILE] [--check]
 
 --check runs ./qlab on the first 4 test images and verifies that PyTorch's FP32
 logits match qlab's to 1e-4 (proof that the weights map correctly).
@@ -125,6 +130,25 @@ def build_resnet18(path):
     return m, meta
 
 
+def build_mobilenet_v2(path):
+    """torchvision's MobileNetV2 as lua/qlab/models/mobilenet_v2.lua builds it: 28x28x1 input
+    with a stride-1 stem, 10 classes; the classifier's dropout is left out (qlab has none)."""
+    tensors, meta = read_safetensors(path)
+    m = torchvision.models.mobilenet_v2(num_classes=10)
+    m.features[0][0] = nn.Conv2d(1, 32, 3, 1, 1, bias=False)
+    m.classifier[0] = nn.Identity()
+    sd = m.state_dict()
+    for k, v in sd.items():
+        if k.endswith("num_batches_tracked") and k not in tensors:
+            tensors[k] = v.clone()
+    m.load_state_dict(tensors, strict=True)
+    m.eval()
+    return m, meta
+
+
+BUILDERS = {"resnet18": build_resnet18, "mobilenet_v2": build_mobilenet_v2}
+
+
 def file_size_of(model):
     """Size of the serialized state_dict (the usual PyTorch 'model size')."""
     buf = io.BytesIO()
@@ -158,6 +182,50 @@ def time_forward(fn, x, runs, warmup):
     p95 = ms[int(0.95 * (n - 1) + 0.5)]
     return {"median": median, "p95": p95, "mean": sum(ms) / n, "min": ms[0], "runs": n,
             "batch": x.shape[0], "images_per_s": x.shape[0] * 1e3 / median if median > 0 else 0.0}
+
+
+def train_rate(model, x, y, steps):
+    """images/s of model.train() steps (forward, cross-entropy, backward, SGD momentum 0.9)."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    step()   # warm-up: gradients, optimizer state, oneDNN primitives
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return x.shape[0] * steps / (time.perf_counter() - t0)
+
+
+def measure_training(model, engine, x, y, steps, threads):
+    """FP32 and QAT (prepare_qat_fx with the engine's default QAT qconfig) training steps; a crash
+    inside PyTorch is recorded as the result."""
+    import copy
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+    torch.set_num_threads(threads)
+    res = {"threads": threads, "batch": x.shape[0], "steps": steps}
+    for name in ("fp32", "qat"):
+        try:
+            if os.environ.get("QLAB_TORCH_FAIL") == "train_%s" % name:
+                raise RuntimeError("simulated failure (QLAB_TORCH_FAIL=train_%s)" % name)
+            m = copy.deepcopy(model).train()
+            if name == "qat":
+                torch.backends.quantized.engine = engine
+                m = prepare_qat_fx(m, get_default_qat_qconfig_mapping(engine), (x[:1],))
+            res[name + "_images_per_s"] = train_rate(m, x, y, steps)
+            print("training step b%d, %d threads, %s: %.0f img/s" % (x.shape[0], threads, name.upper(),
+                                                                    res[name + "_images_per_s"]), flush=True)
+        except Exception as e:
+            msg = "PyTorch crashed: %s" % (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            res[name + "_error"] = msg
+            print("training step %s: %s" % (name.upper(), msg), flush=True)
+    return res
 
 
 def pick_engine():
@@ -243,8 +311,14 @@ def check_against_qlab(model, frozen, path, x_test, qlab_bin):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "data/models/resnet18_fmnist.qlm"),
-                    help="qlab .qlm file holding a ResNet-18 (default: %(default)s)")
+    ap.add_argument("--model", default=None,
+                    help="qlab .qlm file holding the --arch model (default: data/models/ARCH_fmnist.qlm)")
+    ap.add_argument("--arch", default="resnet18", choices=sorted(BUILDERS),
+                    help="torchvision topology the weights are loaded into (default: %(default)s)")
+    ap.add_argument("--train", action="store_true",
+                    help="also time a training step at batch 128 (FP32 and QAT) at the largest thread count")
+    ap.add_argument("--calib-batches", type=int, default=None,
+                    help="calibration batches of 32 images (default 100)")
     ap.add_argument("--quick", action="store_true",
                     help="2,000 test images, 50 batch-1 runs, 5 batch-64 runs")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default: 1,2)")
@@ -253,12 +327,15 @@ def main():
                     help="compare FP32 logits with ./qlab's on 4 test images (to 1e-4); exit 1 if they differ")
     ap.add_argument("--qlab", default=os.path.join(ROOT, "qlab"), help="qlab binary for --check")
     args = ap.parse_args()
+    if args.model is None:
+        args.model = os.path.join(ROOT, "data/models/%s_fmnist.qlm" % args.arch)
+    calib_batches = args.calib_batches or 100
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     if not threads or min(threads) < 1:
         ap.error("--threads wants positive integers, e.g. 1,2")
     if not os.path.exists(args.model):
-        sys.exit("model file %s not found (train it: ./qlab --script scripts/train_baselines.lua resnet18)"
-                 % args.model)
+        sys.exit("model file %s not found (train it: ./qlab --script scripts/train_baselines.lua %s)"
+                 % (args.model, args.arch))
 
     torch.manual_seed(0)
     torch.set_num_interop_threads(1)
@@ -269,13 +346,13 @@ def main():
         torch.__version__, torchvision.__version__, supported, engine,
         "" if engine == "x86" else " (no 'x86' engine in this build)"), flush=True)
 
-    model, _ = build_resnet18(args.model)
+    model, _ = BUILDERS[args.arch](args.model)
     x_test, y_test = fashion_mnist("test")
     n_test = 2000 if args.quick else x_test.shape[0]
     x_eval, y_eval = x_test[:n_test], y_test[:n_test]
     x_train, _ = fashion_mnist("train")
     gen = torch.Generator().manual_seed(1)
-    calib_x = x_train[torch.randperm(x_train.shape[0], generator=gen)[:100 * 32]].contiguous()
+    calib_x = x_train[torch.randperm(x_train.shape[0], generator=gen)[:calib_batches * 32]].contiguous()
 
     example = x_test[:1]
     fp32 = script_frozen(model, example, optimize=True)
@@ -304,9 +381,9 @@ def main():
     acc_fp32 = evaluate(fp32, x_eval, y_eval)
     acc_int8 = evaluate(int8, x_eval, y_eval)
     size_fp32, size_int8 = file_size_of(model), file_size_of(q_eager)
-    print("resnet18: top-1 FP32 %.2f %%, INT8 %.2f %% (drop %.2f) on %s test images; "
-          "calibration 100x32 in %.2f s" % (acc_fp32, acc_int8, acc_fp32 - acc_int8,
-                                            "{:,}".format(n_test), calib_s))
+    print("%s: top-1 FP32 %.2f %%, INT8 %.2f %% (drop %.2f) on %s test images; "
+          "calibration %dx32 in %.2f s" % (args.arch, acc_fp32, acc_int8, acc_fp32 - acc_int8,
+                                           "{:,}".format(n_test), calib_batches, calib_s))
     print("size (serialized state_dict): FP32 %.2f MB, INT8 %.2f MB (%.2fx smaller); engine %s; "
           "frozen vs eager at batch 64: FP32 %.2g, INT8 %.2g" % (size_fp32 / 1e6, size_int8 / 1e6,
                                                                  size_fp32 / size_int8, engine, d_fp32, d_int8))
@@ -342,8 +419,14 @@ def main():
             print("%-8d INT8 speed-up: %.2fx at batch 1, %.2fx at batch 64" % (th, r["speedup_b1"], r["speedup_b64"]))
         rows.append(r)
 
+    train = None
+    if args.train:
+        xt = x_train[:128].contiguous()
+        yt = torch.arange(128) % 10
+        train = measure_training(model, engine, xt, yt, 2 if args.quick else 8, max(threads))
+
     result = {
-        "model": "resnet18", "model_file": os.path.abspath(args.model),
+        "model": args.arch, "calibration_batches": calib_batches, "model_file": os.path.abspath(args.model),
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "quantized_engine": engine, "supported_engines": supported,
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
@@ -357,6 +440,8 @@ def main():
     }
     if check is not None:
         result["check"] = check
+    if train is not None:
+        result["train"] = train
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
