@@ -190,8 +190,13 @@ static ql_status conv_forward(ql_op_ctx *c) {
     conv_priv *p = c->n->priv;
     if (c->bn && !fold_bn(c, &s, &w, &b)) return QL_ENOMEM;
     int act = c->n->a.act ? c->n->a.act : c->act;
-    if (ql_conv2d_dnnl_forward(&p->plan, &s, c->training, ql_f32(c->x[0]), w, 0, c->g->version + 1, b,
-                               act, ql_f32(c->y)))
+    /* Output maps of at most 4 pixels over many rows (ResNet-18's last stages at
+     * batch 64): oneDNN's direct kernels ran them 1.3-3.8x slower than im2col +
+     * sgemm, even on OpenBLAS's AVX2 kernels; at batch 1 oneDNN is faster.
+     * Grouped and depthwise convs stay on oneDNN (the direct kernels lose there). */
+    int small_map = s.groups == 1 && s.oh * s.ow <= 4 && (int64_t)s.n * s.oh * s.ow >= 64;
+    if (!small_map && ql_conv2d_dnnl_forward(&p->plan, &s, c->training, ql_f32(c->x[0]), w, 0, c->g->version + 1, b,
+                                             act, ql_f32(c->y)))
         return QL_OK;
     size_t nws = ql_conv2d_workspace(&s);
     float *ws = ql_graph_scratch(c->g, nws);
