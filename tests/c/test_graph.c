@@ -579,3 +579,36 @@ TEST(graph_evaluate) {
     ql_graph_free(g);
     ql_loader_free(ld);
 }
+
+/* Inference fusion (conv absorbs its batchnorm and relu, add absorbs its relu)
+ * gives what running every node alone gives, to float rounding, and leaves no
+ * fused part's activation behind; keep_all and observing turn it off. */
+TEST(graph_inference_fusion_matches_unfused) {
+    ql_graph *g = test_build_resnet(1);
+    int64_t xs[4] = {6, 8, 8, 3};
+    ql_tensor *x = test_random(4, xs, 1.0f);
+    const ql_tensor *out;
+    g->no_fusion = 1;
+    CHECK_OK(ql_graph_forward(g, x, &out, 0));
+    float ref[6 * 5];
+    memcpy(ref, out->data, sizeof ref);
+    g->no_fusion = 0;
+    CHECK_OK(ql_graph_forward(g, x, &out, 0));
+    double d = 0, m = 1e-30;
+    for (int i = 0; i < 6 * 5; i++) {
+        d = fmax(d, fabs((double)ql_f32(out)[i] - ref[i]));
+        m = fmax(m, fabs((double)ref[i]));
+    }
+    CHECK_MSG(d / m < 1e-5, "fused vs unfused: max |diff| %g of max |y| %g", d, m);
+    for (int i = 0; i < g->nnodes; i++) CHECK((ql_graph_activation(g, i) != NULL) == (i == g->output));
+    /* keep_all: every node's own value, the batchnorm's equal to the unfused run's */
+    g->keep_all = 1;
+    CHECK_OK(ql_graph_forward(g, x, &out, 0));
+    for (int i = 1; i < g->nnodes; i++) CHECK(ql_graph_activation(g, i) != NULL);   /* 0 is the caller's x */
+    int bn = -1;
+    for (int i = 0; i < g->nnodes; i++) if (!strcmp(g->nodes[i].name, "bn1")) bn = i;
+    CHECK(bn > 0 && ql_graph_activation(g, bn) != ql_graph_activation(g, bn - 1));
+    for (int i = 0; i < 6 * 5; i++) CHECK(ql_f32(out)[i] == ref[i]);
+    ql_tensor_free(x);
+    ql_graph_free(g);
+}
