@@ -212,7 +212,7 @@ local rep = qlab.report(suites, {dir = out, title = "qlab: FP32 vs quantized var
            string.format("Accuracy on the first %d Fashion-MNIST test images; calibration %d x 32 training images.", nimg,
              calib_batches),
            "The lab's expectations: PTQ drop < 1 %, QAT drop < 0.5 %, mixed drop < 0.5 % at >= 1.5x, size 4x / 3x (the grading "
-             .. "list of issue 16); dynamic INT8 and FP16 on the LSTM: the targets of issue 5. 'not stated' where the lab "
+             .. "list of scripts/grade.lua); dynamic INT8 and FP16 on the LSTM: the lab's own targets. 'not stated' where the lab "
              .. "gives no figure.",
            "Sensitivity bars: logit SQNR (dB) with one layer at W4A8, lower is more sensitive.",
            string.format("Total wall time %.0f s.", qlab.clock() - t_start)}})

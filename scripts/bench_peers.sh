@@ -1,5 +1,5 @@
 #!/bin/sh
-# qlab vs PyTorch vs ONNX Runtime on the same weights in one run (issue 17's table):
+# qlab vs PyTorch vs ONNX Runtime on the same weights in one run (the README's speed table):
 # resnet18 and mobilenet_v2 (data/models/*_fmnist.qlm), FP32 and static-PTQ INT8 at batch 1
 # (median ms) and batch 64 (images/s), 1 and 2 threads, calibration of 100 x 32 images with
 # histogram observers, a training step at batch 128 on 2 threads (FP32 and QAT); one markdown

@@ -130,21 +130,9 @@ static void run_task(const job *j, int64_t task, uint8_t *abuf, int32_t *part) {
     for (int64_t kb = 0; kb < j->nkc; kb++) {
         int64_t s0 = kb * j->kcs, ns = p->ksteps - s0 < j->kcs ? p->ksteps - s0 : j->kcs;
         int flags = (kb == 0 ? QL_KFIRST : 0) | (kb == j->nkc - 1 ? QL_KLAST : 0);
-        if (j->direct) {   /* A read in place: nothing to pack */
-            const uint8_t *a0 = j->a + m0 * j->lda + s0 * 4;
-            for (int64_t pn = p0; pn < p1; pn++) {
-                int nr = (int)(p->n - pn * NR < NR ? p->n - pn * NR : NR);
-                const uint8_t *wp = p->w + (pn * p->ksteps + s0) * NR * 4;
-                for (int64_t g = 0; g < groups; g++) {
-                    int mr = (int)(rows - g * MR < MR ? rows - g * MR : MR);
-                    int32_t *pt = part ? part + ((pn - p0) * groups + g) * MR * NR : NULL;
-                    char *yt = j->y + ((m0 + g * MR) * j->ldy + pn * NR) * (int64_t)j->es;
-                    im->kernel_direct(mr, nr, ns, a0 + g * MR * j->lda, j->lda, wp, pt, flags, j->c, pn * NR, yt, j->ldy);
-                }
-            }
-            continue;
-        }
-        if (im->pack_a(j->a + m0 * j->lda, j->lda, (int)rows, p->k, s0, ns, abuf)) flags |= QL_AHIGH;
+        const uint8_t *ab = abuf;   /* A in place (row stride lda), or this block packed */
+        if (j->direct) ab = j->a + m0 * j->lda + s0 * 4;
+        else if (im->pack_a(j->a + m0 * j->lda, j->lda, (int)rows, p->k, s0, ns, abuf)) flags |= QL_AHIGH;
         for (int64_t pn = p0; pn < p1; pn++) {
             int nr = (int)(p->n - pn * NR < NR ? p->n - pn * NR : NR);
             const uint8_t *wp = p->w + (pn * p->ksteps + s0) * NR * 4;
@@ -152,7 +140,10 @@ static void run_task(const job *j, int64_t task, uint8_t *abuf, int32_t *part) {
                 int mr = (int)(rows - g * MR < MR ? rows - g * MR : MR);
                 int32_t *pt = part ? part + ((pn - p0) * groups + g) * MR * NR : NULL;
                 char *yt = j->y + ((m0 + g * MR) * j->ldy + pn * NR) * (int64_t)j->es;
-                im->kernel(mr, nr, ns, abuf + g * ns * MR * 4, wp, pt, flags, j->c, pn * NR, yt, j->ldy);
+                if (j->direct)
+                    im->kernel_direct(mr, nr, ns, ab + g * MR * j->lda, j->lda, wp, pt, flags, j->c, pn * NR, yt, j->ldy);
+                else
+                    im->kernel(mr, nr, ns, ab + g * ns * MR * 4, wp, pt, flags, j->c, pn * NR, yt, j->ldy);
             }
         }
     }
