@@ -27,6 +27,7 @@ struct ql_qconv {
     float *fbias;             /* (OC) float bias, f32 output only */
     int32_t *dw_w;            /* (KH*KW, C) depthwise weights */
     int16_t *dw_pair;         /* the AVX2 kernel's weight pairs (ql_qdw_pack_pairs), or NULL */
+    int16_t *dw_pair32;       /* the AVX-512 kernel's, or NULL */
     int32_t *dw_off;
     uint8_t *dw_zrow;
 };
@@ -51,6 +52,7 @@ void ql_qconv_free(ql_qconv *c) {
     ql_free(c->fbias);
     ql_free(c->dw_w);
     ql_free(c->dw_pair);
+    ql_free(c->dw_pair32);
     ql_free(c->dw_off);
     ql_free(c->dw_zrow);
     ql_free(c);
@@ -113,6 +115,7 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
         if (c->isa >= QL_ISA_AVX2 &&
             ql_qdw_pack_pairs(&sh, c->dw_w, c->bias_q, c->x_zero, &c->dw_pair, &c->dw_off, &c->dw_zrow) < 0)
             goto fail;
+        if (c->isa >= QL_ISA_AVX512) c->dw_pair32 = ql_qdw_pack_pairs32(&sh, c->dw_w);   /* NULL: the AVX2 kernel */
         return c;
     }
     if (!(c->gemm = ql_calloc(sizeof(*c->gemm) * groups))) goto fail;
@@ -198,7 +201,7 @@ static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
     float lo, hi;
     ql_qclamp_bounds(c->qmin, c->qmax, c->y_zero, &lo, &hi);
     ql_qdw_args d = {.s = s, .w = c->dw_w, .bias = c->bias_q, .mult = c->mult, .fbias = c->fbias,
-                     .wpair = c->dw_pair, .off = c->dw_off, .zrow = c->dw_zrow,
+                     .wpair = c->dw_pair, .wpair32 = c->dw_pair32, .off = c->dw_off, .zrow = c->dw_zrow,
                      .npairs = (s->kh * s->kw + 1) / 2,
                      .x_zero = c->x_zero, .y_zero = c->y_zero, .lo = lo, .hi = hi, .f32_out = c->f32_out};
     const int avx = c->isa >= QL_ISA_AVX2;
@@ -209,6 +212,7 @@ static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
         int64_t img = t / s->oh;
         int oh = (int)(t % s->oh);
         char *yrow = (char *)y + (size_t)((img * s->oh + oh) * s->ow * s->c) * es;
+        if (c->dw_pair32) { ql_qdw_row_avx512(&d, x, img, oh, yrow, es); continue; }
         if (avx) { ql_qdw_row_avx2(&d, x, img, oh, yrow, es); continue; }
         for (int ow = 0; ow < s->ow; ow++)
             ql_qdw_range_scalar(&d, x, img, oh, ow, 0, s->c, yrow + (size_t)ow * s->c * es);

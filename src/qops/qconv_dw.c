@@ -73,3 +73,20 @@ int ql_qdw_pack_pairs(const ql_conv2d_shape *s, const int32_t *w, const int32_t 
                 }
     return 1;
 }
+
+int16_t *ql_qdw_pack_pairs32(const ql_conv2d_shape *s, const int32_t *w) {
+    const int C = s->c, taps = s->kh * s->kw, np = (taps + 1) / 2, nblk = C / 32;
+    if (np > 32 || nblk == 0) return NULL;
+    int16_t *q = ql_malloc(sizeof(int16_t) * (size_t)np * nblk * 64);
+    if (!q) return NULL;
+    for (int p = 0; p < np; p++)
+        for (int b = 0; b < nblk; b++)
+            for (int h = 0; h < 2; h++)
+                for (int i = 0; i < 16; i++) {
+                    int c = 32 * b + 8 * (i / 4) + i % 4 + (h ? 4 : 0), t0 = 2 * p, t1 = 2 * p + 1;
+                    int16_t *e = q + ((int64_t)p * nblk + b) * 64 + h * 32 + 2 * i;
+                    e[0] = (int16_t)w[(int64_t)t0 * C + c];
+                    e[1] = t1 < taps ? (int16_t)w[(int64_t)t1 * C + c] : 0;
+                }
+    return q;
+}

@@ -25,8 +25,8 @@ QL_AVX2 static inline void epilogue8(const ql_qdw_args *d, __m256i acc, int c, v
  * read zrow (x_zero), which off cancels too: the same integers as the scalar
  * loop. In-lane unpacks leave channels 0-3, 8-11 in lo and 4-7, 12-15 in hi
  * (the weights were packed in that order); two lane swaps restore them. */
-QL_AVX2 static inline void block16(const ql_qdw_args *d, const uint8_t *const *tap, int c0, int blk, int nblk,
-                                   void *y) {
+QL_AVX2 void ql_qdw_block16_avx2(const ql_qdw_args *d, const uint8_t *const *tap, int c0, int blk, int nblk,
+                                void *y) {
     __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
     const int16_t *wp = d->wpair + (int64_t)blk * 32;
     for (int p = 0; p < d->npairs; p++, wp += (int64_t)nblk * 32) {
@@ -63,7 +63,7 @@ QL_AVX2 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, 
                 tap[t] = !rows[ki] || iw < 0 || iw >= s->w ? d->zrow : rows[ki] + (int64_t)iw * C;
             }
         char *y = (char *)yrow + (size_t)ow * C * es;
-        for (int b = 0; b < nblk; b++) block16(d, tap, 16 * b, b, nblk, y);
+        for (int b = 0; b < nblk; b++) ql_qdw_block16_avx2(d, tap, 16 * b, b, nblk, y);
         if (16 * nblk < C) ql_qdw_range_scalar(d, x, n, oh, ow, 16 * nblk, C, y);
     }
 }

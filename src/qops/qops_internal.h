@@ -130,6 +130,7 @@ typedef struct {
      * off = bias - x_zero * sum of the taps' weights; zrow: C bytes of x_zero,
      * read for taps in the padding (they then add x_zero * w, which off takes back). */
     const int16_t *wpair;       /* (npairs, C/16, 32) */
+    const int16_t *wpair32;     /* the AVX-512 kernel's: (npairs, C/32, 64), or NULL */
     const int32_t *off;         /* (C) */
     const uint8_t *zrow;        /* (C) */
     int npairs;
@@ -138,12 +139,18 @@ typedef struct {
  * d->x_zero: the arrays are allocated here (ql_malloc) and owned by the caller. */
 int ql_qdw_pack_pairs(const ql_conv2d_shape *s, const int32_t *w, const int32_t *bias, int32_t x_zero,
                       int16_t **wpair, int32_t **off, uint8_t **zrow);
+/* The same weights for 32-channel blocks (AVX-512: lane L of lo holds channels
+ * 8L..8L+3, of hi 8L+4..8L+7); NULL when C < 32 or more than 64 taps. */
+int16_t *ql_qdw_pack_pairs32(const ql_conv2d_shape *s, const int32_t *w);
 /* Output pixel (n, oh, ow), channels [c0, c1); y points at the pixel's channel 0. */
 void ql_qdw_range_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, int ow, int c0,
                          int c1, void *y);
 /* All channels of one output row (n, oh), y at its first pixel, es bytes per
  * value: 16 channels at a time, the tail through the scalar code. */
 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
+void ql_qdw_row_avx512(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
+/* 16 channels [c0, c0+16) of one pixel whose tap pointers are tap[] (block blk of nblk). */
+void ql_qdw_block16_avx2(const ql_qdw_args *d, const uint8_t *const *tap, int c0, int blk, int nblk, void *y);
 
 /* ---- elementwise AVX2 twins (qelem_avx2.c); same results as the scalar code */
 void ql_quantize_u8_avx2(int64_t n, const float *x, float scale, int32_t zp, float lo, float hi, uint8_t *y);
