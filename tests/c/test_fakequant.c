@@ -1,7 +1,9 @@
 /* Fake quantization: forward equals quantize-then-dequantize; the gradient
  * is straight-through inside the range (finite differences) and zero outside. */
 #include <stdlib.h>
+#include <string.h>
 #include "test.h"
+#include "qlab/cpu.h"
 #include "qlab/fakequant.h"
 #include "qlab/qops.h"
 #include "qlab/rng.h"
@@ -61,4 +63,29 @@ TEST(fakequant_per_channel) {
             CHECK(y[c * 2 + e] == want);
             CHECK(fabsf(y[c * 2 + e] - w[c * 2 + e]) <= sc[c] / 2 + 1e-7f);
         }
+}
+
+/* The AVX2 twin and the baseline loop give the same bits, ties (x/s exactly
+ * half an integer) included, forward and backward. */
+TEST(fakequant_isa_twins_agree) {
+    enum { N = 70001 };   /* above the threading threshold */
+    float *x = malloc(N * sizeof(float)), *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    float *dy = malloc(N * sizeof(float)), *da = malloc(N * sizeof(float)), *db = malloc(N * sizeof(float));
+    ql_rng *g = ql_rng_global();
+    float s = 0.05f;
+    for (int i = 0; i < N; i++) {
+        x[i] = i % 7 == 0 ? s * ((float)(i % 600) - 300.5f) : 8.0f * ql_rng_normal(g);   /* ties and clips */
+        dy[i] = ql_rng_normal(g);
+    }
+    ql_isa saved = ql_isa_active();
+    ql_isa_force(QL_ISA_SCALAR);
+    ql_fake_quant(N, x, s, 128, 0, 255, a);
+    ql_fake_quant_backward(N, x, s, 128, 0, 255, dy, da);
+    ql_isa_force(QL_ISA_AVX2);
+    ql_fake_quant(N, x, s, 128, 0, 255, b);
+    ql_fake_quant_backward(N, x, s, 128, 0, 255, dy, db);
+    ql_isa_force(saved);
+    CHECK(memcmp(a, b, N * sizeof(float)) == 0);
+    CHECK(memcmp(da, db, N * sizeof(float)) == 0);
+    free(x); free(a); free(b); free(dy); free(da); free(db);
 }
