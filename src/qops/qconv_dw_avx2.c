@@ -44,24 +44,15 @@ QL_AVX2 void ql_qdw_block16_avx2(const ql_qdw_args *d, const uint8_t *const *tap
  * from the kernel rows' bases: padding rows and columns read zrow. */
 QL_AVX2 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es) {
     const ql_conv2d_shape *s = d->s;
-    const int C = s->c, nblk = C / 16, nt = 2 * d->npairs;
+    const int C = s->c, nblk = C / 16;
     if (!d->wpair) {   /* > 64 taps */
         for (int ow = 0; ow < s->ow; ow++) ql_qdw_range_scalar(d, x, n, oh, ow, 0, C, (char *)yrow + (size_t)ow * C * es);
         return;
     }
     const uint8_t *rows[64], *tap[64];
-    for (int ki = 0; ki < s->kh; ki++) {
-        int ih = oh * s->sh - s->ph + ki * s->dh;
-        rows[ki] = ih < 0 || ih >= s->h ? NULL : x + (n * s->h + ih) * (int64_t)s->w * C;
-    }
-    for (int t = s->kh * s->kw; t < nt; t++) tap[t] = d->zrow;   /* the odd tap's partner: zero weights */
+    ql_qdw_rows(d, x, n, oh, rows);
     for (int ow = 0; ow < s->ow; ow++) {
-        const int iw0 = ow * s->sw - s->pw;
-        for (int ki = 0, t = 0; ki < s->kh; ki++)
-            for (int kj = 0; kj < s->kw; kj++, t++) {
-                int iw = iw0 + kj * s->dw;
-                tap[t] = !rows[ki] || iw < 0 || iw >= s->w ? d->zrow : rows[ki] + (int64_t)iw * C;
-            }
+        ql_qdw_taps(d, rows, ow, tap);
         char *y = (char *)yrow + (size_t)ow * C * es;
         for (int b = 0; b < nblk; b++) ql_qdw_block16_avx2(d, tap, 16 * b, b, nblk, y);
         if (16 * nblk < C) ql_qdw_range_scalar(d, x, n, oh, ow, 16 * nblk, C, y);

@@ -147,6 +147,27 @@ void ql_qdw_range_scalar(const ql_qdw_args *d, const uint8_t *x, int64_t n, int 
                          int c1, void *y);
 /* All channels of one output row (n, oh), y at its first pixel, es bytes per
  * value: 16 channels at a time, the tail through the scalar code. */
+/* The row kernels' tap pointers: rows[ki] = the input row kernel row ki
+ * reads for output row (n, oh), NULL in the padding; then per output pixel
+ * tap[t] (t < 2 * npairs), zrow for padding and for the odd tap's partner. */
+static inline void ql_qdw_rows(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, const uint8_t **rows) {
+    const ql_conv2d_shape *s = d->s;
+    for (int ki = 0; ki < s->kh; ki++) {
+        int ih = oh * s->sh - s->ph + ki * s->dh;
+        rows[ki] = ih < 0 || ih >= s->h ? NULL : x + (n * s->h + ih) * (int64_t)s->w * s->c;
+    }
+}
+static inline void ql_qdw_taps(const ql_qdw_args *d, const uint8_t *const *rows, int ow, const uint8_t **tap) {
+    const ql_conv2d_shape *s = d->s;
+    const int iw0 = ow * s->sw - s->pw;
+    int t = 0;
+    for (int ki = 0; ki < s->kh; ki++)
+        for (int kj = 0; kj < s->kw; kj++, t++) {
+            int iw = iw0 + kj * s->dw;
+            tap[t] = !rows[ki] || iw < 0 || iw >= s->w ? d->zrow : rows[ki] + (int64_t)iw * s->c;
+        }
+    for (; t < 2 * d->npairs; t++) tap[t] = d->zrow;
+}
 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
 void ql_qdw_row_avx512(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
 /* 16 channels [c0, c0+16) of one pixel whose tap pointers are tap[] (block blk of nblk). */
