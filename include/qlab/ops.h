@@ -51,6 +51,12 @@ int  ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, cons
 void ql_conv_plan_free(ql_conv_plan *plan);
 
 /* ---- batchnorm2d (x viewed as (M,C), M = N*H*W) ------------------------ */
+/* A batchnorm folded into the conv or linear before it, per output channel o
+ * (rows of per weights): k = gamma/sqrt(var+eps), w' = w*k, b' = (b - mean)*k + beta.
+ * b NULL reads as zeros; wout may be w and bout may be b. */
+void ql_batchnorm_fold(int oc, int64_t per, const float *w, const float *b, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float eps,
+                       float *wout, float *bout);
 void ql_batchnorm_forward_eval(int64_t m, int c, const float *x, const float *gamma,
                                const float *beta, const float *rmean, const float *rvar,
                                float eps, float *y);

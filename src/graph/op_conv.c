@@ -1,6 +1,5 @@
 /* conv2d node: PyTorch's OIHW weight in the file, an OHWI packed copy for the
  * kernels (rebuilt when g->version moves), im2col scratch from the graph. */
-#include <math.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "qlab/ops.h"
@@ -157,13 +156,8 @@ static int fold_bn(ql_op_ctx *c, const ql_conv2d_shape *s, const float **w, cons
         if (!p->wb_n) return 0;
     }
     if (p->wb_version != c->g->version + 1 || p->wb_src != *w) {
-        const float *G = ql_f32(bn->params[0].value), *B = ql_f32(bn->params[1].value);
-        const float *M = ql_f32(bn->params[2].value), *V = ql_f32(bn->params[3].value);
-        for (int o = 0; o < s->oc; o++) {
-            float k = G[o] / sqrtf(V[o] + bn->a.eps);
-            for (size_t e = 0; e < per; e++) p->wb[o * per + e] = (*w)[o * per + e] * k;
-            p->bb[o] = ((*b ? (*b)[o] : 0.0f) - M[o]) * k + B[o];
-        }
+        ql_batchnorm_fold(s->oc, (int64_t)per, *w, *b, ql_f32(bn->params[0].value), ql_f32(bn->params[1].value),
+                          ql_f32(bn->params[2].value), ql_f32(bn->params[3].value), bn->a.eps, p->wb, p->bb);
         p->wb_version = c->g->version + 1;
         p->wb_src = *w;
     }
@@ -218,14 +212,15 @@ static void unpack_accumulate(const float *d, float *grad, int oc, int ic, int k
 /* oneDNN's backward on the OIHW weight: dw accumulates straight into the
  * parameter's gradient (through fq's straight-through mask under QAT).
  * Returns 0 when oneDNN did not take it (the caller runs the reference). */
-static int backward_dnnl(ql_op_ctx *c, const ql_conv2d_shape *s, const float *dy, ql_tensor *gw, ql_tensor *gb) {
+static int backward_dnnl(ql_op_ctx *c, const ql_conv2d_shape *s, const float *dy, ql_tensor *gw, ql_tensor *gb,
+                         float *scratch) {
     ql_node *n = c->n;
     const float *w = oihw_weight(c);
     conv_priv *p = n->priv;
     if (!w || !ql_conv2d_dnnl_available()) return 0;
     size_t nw = gw ? (size_t)gw->numel : 0;
-    float *d = NULL;
-    if (nw && p->wfq.active && !(d = ql_calloc(nw * sizeof(float)))) return 0;
+    float *d = nw && p->wfq.active ? scratch : NULL;   /* QAT: d(fq(w)) before the mask */
+    if (d) memset(d, 0, nw * sizeof(float));
     float *dw = d ? d : nw ? ql_f32(gw) : NULL;
     int ok = ql_conv2d_dnnl_backward(&p->plan, s, ql_f32(c->x[0]), w, 1, c->g->version + 1, dy, c->dx[0], dw,
                                      gb ? ql_f32(gb) : NULL);
@@ -234,7 +229,6 @@ static int backward_dnnl(ql_op_ctx *c, const ql_conv2d_shape *s, const float *dy
         float *G = ql_f32(gw);
         for (size_t e = 0; e < nw; e++) G[e] += d[e];
     }
-    ql_free(d);
     return ok;
 }
 
@@ -255,7 +249,7 @@ static ql_status conv_backward(ql_op_ctx *c) {
         ql_act_backward(a->act, (int64_t)ny, ql_f32(c->y), m);
         dy = m;
     }
-    if (backward_dnnl(c, &s, dy, gw, gb)) return QL_OK;
+    if (backward_dnnl(c, &s, dy, gw, gb, nw ? ws + nws : NULL)) return QL_OK;
     const float *w = packed_weight(c);
     if (!w) return QL_ENOMEM;
     float *dw = nw ? ws + nws : NULL;   /* OHWI, unpacked into the OIHW grad below */

@@ -192,3 +192,13 @@ void ql_batchnorm_backward_eval(int64_t m, int c, const float *x, const float *g
         if (dx) block_affine(m, c, c0, nb, dy, scale, zero, dx);
     }
 }
+
+void ql_batchnorm_fold(int oc, int64_t per, const float *w, const float *b, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float eps,
+                       float *wout, float *bout) {
+    for (int o = 0; o < oc; o++) {
+        float k = gamma[o] / sqrtf(var[o] + eps);
+        for (int64_t e = 0; e < per; e++) wout[o * per + e] = w[o * per + e] * k;
+        bout[o] = ((b ? b[o] : 0.0f) - mean[o]) * k + beta[o];
+    }
+}

@@ -32,6 +32,7 @@ typedef struct {
     dnnl_primitive_t wreorder;              /* OHWI -> primitive's layout, or NULL when equal */
     dnnl_memory_t wblk;                     /* weights in the primitive's layout (owned), or NULL */
     const float *wsrc;                      /* pointer and version the blocked copy came from */
+    float *dbias;                           /* backward weights: oneDNN's bias gradient (OC), added onto db */
     uint64_t wver;
 } slot;
 
@@ -64,6 +65,7 @@ int ql_conv2d_dnnl_available(void) { return ready(); }
 static void slot_clear(slot *t) {
     if (t->prim) dnnl_primitive_destroy(t->prim);
     if (t->wreorder) dnnl_primitive_destroy(t->wreorder);
+    ql_free(t->dbias);
     dnnl_memory_t m[] = {t->src, t->wei, t->bias, t->dst, t->wuser, t->wblk};
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         if (m[i]) dnnl_memory_destroy(m[i]);
@@ -160,6 +162,7 @@ static int slot_build(slot *t, const ql_conv2d_shape *s, int kind, int act, int 
     ok = ok && mem(&t->src, &src, DNNL_MEMORY_NONE) && mem(&t->dst, &dst, DNNL_MEMORY_NONE) &&
          mem(&t->wuser, &wuser, DNNL_MEMORY_NONE);
     if (ok && has_bias && kind != K_BWD_DATA) ok = mem(&t->bias, &bias, DNNL_MEMORY_NONE);
+    if (ok && has_bias && kind == K_BWD_WEIGHTS) ok = (t->dbias = ql_malloc(sizeof(float) * (size_t)s->oc)) != NULL;
     /* Backward weights always goes through its own buffer: the reorder back to
      * the caller's layout adds onto the caller's gradient (a sum post-op), as
      * our gradients accumulate. Elsewhere only a layout change needs one. */
@@ -264,8 +267,8 @@ int ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, const
         if (!t) return 0;
         size_t nw = (size_t)s->oc * s->kh * s->kw * (s->c / s->groups);
         float *tw = dw ? NULL : ql_malloc(nw * sizeof(float));   /* db alone: somewhere to put dw */
-        float *tb = db ? ql_malloc((size_t)s->oc * sizeof(float)) : NULL;
-        int ok = (dw || tw) && (!db || tb);
+        float *tb = t->dbias;
+        int ok = dw || tw;
         if (ok) {
             dnnl_memory_set_data_handle(t->src, (void *)x);
             dnnl_memory_set_data_handle(t->dst, (void *)dy);
@@ -285,7 +288,6 @@ int ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, const
             if (ok && db) for (int i = 0; i < s->oc; i++) db[i] += tb[i];
         }
         ql_free(tw);
-        ql_free(tb);
         if (!ok) return 0;
     }
     return 1;

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include "qlab/alloc.h"
+#include "qlab/ops.h"
 #include "qlab/quant.h"
 #include "graph/op.h"
 
@@ -35,14 +36,9 @@ static ql_status fold_bn(ql_node *conv, ql_node *bn) {
              *rv = param(bn, "running_var");
     if (!w || !b || !gm || !bt || !rm || !rv) return ql_error(QL_ESTATE, "fuse: '%s' or '%s' lacks a parameter", conv->name, bn->name);
     int oc = conv->a.out_ch;
-    int64_t per = w->value->numel / oc;
     float *W = ql_f32(w->value), *B = ql_f32(b->value);
-    const float *G = ql_f32(gm->value), *Bt = ql_f32(bt->value), *M = ql_f32(rm->value), *V = ql_f32(rv->value);
-    for (int o = 0; o < oc; o++) {
-        float k = G[o] / sqrtf(V[o] + bn->a.eps);
-        for (int64_t e = 0; e < per; e++) W[o * per + e] *= k;
-        B[o] = (B[o] - M[o]) * k + Bt[o];
-    }
+    ql_batchnorm_fold(oc, w->value->numel / oc, W, B, ql_f32(gm->value), ql_f32(bt->value), ql_f32(rm->value),
+                      ql_f32(rv->value), bn->a.eps, W, B);
     return QL_OK;
 }
 

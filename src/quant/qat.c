@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "qlab/alloc.h"
+#include "qlab/ops.h"
 #include "qlab/quant.h"
 #include "graph/op.h"
 
@@ -176,15 +177,10 @@ static ql_status fold_conv_bn(ql_node *n) {
         gi = 2;
     }
     float *W = ql_f32(n->params[0].value), *B = ql_f32(n->params[1].value);
-    const float *G = ql_f32(n->params[gi].value), *Bt = ql_f32(n->params[gi + 1].value);
-    const float *M = ql_f32(n->params[gi + 2].value), *V = ql_f32(n->params[gi + 3].value);
     int oc = n->a.out_ch;
-    int64_t per = n->params[0].value->numel / oc;
-    for (int o = 0; o < oc; o++) {
-        float s = G[o] / sqrtf(V[o] + n->a.eps);
-        for (int64_t e = 0; e < per; e++) W[o * per + e] *= s;
-        B[o] = (B[o] - M[o]) * s + Bt[o];
-    }
+    ql_batchnorm_fold(oc, n->params[0].value->numel / oc, W, B, ql_f32(n->params[gi].value),
+                      ql_f32(n->params[gi + 1].value), ql_f32(n->params[gi + 2].value),
+                      ql_f32(n->params[gi + 3].value), n->a.eps, W, B);
     for (int k = gi; k < gi + 4; k++) {
         ql_free(n->params[k].name);
         ql_tensor_free(n->params[k].value);
