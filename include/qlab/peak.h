@@ -5,6 +5,7 @@
  *   scalar  one multiply and one add per MAC, no vectors (the reference)
  *   avx2    vfmadd231ps ymm; vpmaddubsw + vpmaddwd(ones) + vpaddd ymm (32 MACs)
  *   avx512  vfmadd231ps zmm; vpdpbusd zmm (64 MACs)
+ *   amx     vfmadd231ps zmm; tdpbusd on 16 x 64 tiles (16,384 MACs)
  * Rates are GMAC/s (one FMA = one MAC). */
 #ifndef QLAB_PEAK_H
 #define QLAB_PEAK_H
@@ -24,7 +25,7 @@ typedef struct {
  * target_ms <= 0 means the default, 15 ms. */
 ql_status ql_peak_measure(ql_isa isa, double target_ms, ql_peak *out);
 
-/* Every level the CPU has, scalar first; returns the count (<= 3) or -1. */
-int ql_peak_measure_all(double target_ms, ql_peak out[3]);
+/* Every level the CPU has, scalar first; returns the count (<= QL_ISA_COUNT) or -1. */
+int ql_peak_measure_all(double target_ms, ql_peak out[QL_ISA_COUNT]);
 
 #endif

@@ -2,7 +2,7 @@
  *   qlab.machine() -> {cpu_model, vendor, family, model, stepping, cores, threads, isa, isa_best,
  *                      openblas = {config, core, isa, threads}, env = {NAME = value | false},
  *                      kernel, compiler, qlab_version, lua_version, cjson_version}
- *   qlab.peak([{target_ms =, isa = "scalar"|"avx2"|"avx512"}])
+ *   qlab.peak([{target_ms =, isa = "scalar"|"avx2"|"avx512"|"amx"}])
  *       -> {levels = {{isa, fp32_gmacs, int8_gmacs, seconds}, ...} scalar first, seconds}
  *   qlab.macs(model) -> {total, f32, int8, nodes = {{name, op, macs, kind}, ...}} per image
  *   qlab.plan_bytes(model, batch) -> bytes of the planned activation buffers
@@ -70,14 +70,15 @@ static int l_peak(lua_State *L) {
     lq_check_keys(L, 1, "peak", keys);
     double target = lq_opt_num(L, 1, "target_ms", 15);
     const char *isa = lq_opt_str(L, 1, "isa", NULL);
-    ql_peak p[3];
+    ql_peak p[QL_ISA_COUNT];
     int n;
     if (isa) {
         ql_isa want;
         if (!strcmp(isa, "scalar")) want = QL_ISA_SCALAR;
         else if (!strcmp(isa, "avx2")) want = QL_ISA_AVX2;
         else if (!strcmp(isa, "avx512")) want = QL_ISA_AVX512;
-        else return luaL_error(L, "peak: isa must be scalar, avx2 or avx512, got '%s'", isa);
+        else if (!strcmp(isa, "amx")) want = QL_ISA_AMX;
+        else return luaL_error(L, "peak: isa must be scalar, avx2, avx512 or amx, got '%s'", isa);
         LQ_TRY(L, ql_peak_measure(want, target, &p[0]));
         n = 1;
     } else if ((n = ql_peak_measure_all(target, p)) < 0) {

@@ -30,15 +30,20 @@ struct ql_qconv {
     int16_t *dw_pair32;       /* the AVX-512 kernel's, or NULL */
     int32_t *dw_off;
     uint8_t *dw_zrow;
+    int64_t kstride;          /* im2col row bytes (kstride_for) */
 };
 
 static int64_t kgroup(const ql_conv2d_shape *s) {
     return (int64_t)s->kh * s->kw * (s->c / s->groups);
 }
 
-/* im2col row stride: K rounded up to 4 bytes, so the GEMM can read the rows
- * in place whatever K (the pad bytes meet zero weights). */
-static int64_t kstride(const ql_conv2d_shape *s) { return (kgroup(s) + 3) & ~(int64_t)3; }
+/* im2col row stride: K rounded up to 4 bytes (64 for AMX, which reads rows
+ * a tile of 64 bytes at a time), so the GEMM can read the rows in place
+ * whatever K (the pad bytes meet zero weights). */
+static int64_t kstride_for(const ql_conv2d_shape *s, ql_isa gemm_isa) {
+    int64_t a = gemm_isa == QL_ISA_AMX ? 64 : 4;
+    return (kgroup(s) + a - 1) / a * a;
+}
 
 static int finite_pos(float v) { return v > 0 && v < INFINITY; }
 
@@ -122,6 +127,7 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
     for (int g = 0; g < groups; g++)   // group g: rows [g*ocg, +ocg) of OHWI = (ocg, KH*KW*Cg)
         if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa,
                                            p->x_qmax > 0 ? p->x_qmax : 255))) goto fail;
+    c->kstride = kstride_for(&sh, ql_qgemm_packed_isa(c->gemm[0]));
     return c;
 fail:
     ql_qconv_free(c);
@@ -129,14 +135,14 @@ fail:
 }
 
 static int64_t chunk_rows(const ql_qconv *c, int n) {
-    int64_t total = (int64_t)n * c->s.oh * c->s.ow, r = WS_BUDGET / kstride(&c->s);
+    int64_t total = (int64_t)n * c->s.oh * c->s.ow, r = WS_BUDGET / c->kstride;
     if (r < MIN_CHUNK_ROWS) r = MIN_CHUNK_ROWS;
     return r < total ? r : total;
 }
 
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;
-    return (size_t)(chunk_rows(c, n) * kstride(&c->s));
+    return (size_t)(chunk_rows(c, n) * c->kstride);
 }
 
 // Short runs (a 7x7 stem on one channel copies 7 bytes at a time): a call to
@@ -154,7 +160,7 @@ static inline void fill_run(uint8_t *d, uint8_t v, int64_t n) {
 static void im2col_u8(const ql_qconv *c, const uint8_t *x, int g, int64_t r0, int64_t nr, uint8_t *cols) {
     const ql_conv2d_shape *s = &c->s;
     const int cg = s->c / s->groups;
-    const int64_t kg = kgroup(s), ks = kstride(s), krow = (int64_t)s->kw * cg;
+    const int64_t kg = kgroup(s), ks = c->kstride, krow = (int64_t)s->kw * cg;
     const uint8_t pad = (uint8_t)c->x_zero;
     // one group, no dilation: the taps of a kernel row are one contiguous run of x
     const int contiguous = s->groups == 1 && s->dw == 1;
@@ -246,7 +252,7 @@ void ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void 
             int64_t nr = total - r0 < rows ? total - r0 : rows;
             for (int g = 0; g < s->groups; g++) {
                 im2col_u8(c, x, g, r0, nr, ws);
-                gemm(c, g, nr, ws, kstride(s), yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es, 1);
+                gemm(c, g, nr, ws, c->kstride, yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es, 1);
             }
         }
     }

@@ -6,7 +6,7 @@
  * (columns 0-15, 16-31) and one broadcast A quad per row and step. */
 #include <immintrin.h>
 #include <string.h>
-#include "qops/qops_internal.h"
+#include "qops/qgemm_avx512_store.h"
 
 #define MR 8
 #define NR 32
@@ -15,26 +15,6 @@ static int pack_a_vnni(const uint8_t *a, int64_t lda, int rows, int k, int64_t s
                         uint8_t *dst) {
     ql_qgemm_pack_a_quads(a, lda, rows, k, s0, ns, dst, MR);
     return 0;   // dpbusd / scalar products never saturate
-}
-
-// 16 s32 (columns n0 .. n0+15) -> y as s32 / f32 / requantized u8; nr < 16 through a store mask
-QL_AVX512 static inline void store16(const ql_qgemm_ctx *c, __m512i v, int64_t n0, int nr, char *y) {
-    if (nr <= 0) return;
-    __mmask16 m = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    v = _mm512_add_epi32(v, _mm512_loadu_si512((const void *)(c->off + n0)));
-    if (c->out == QL_QOUT_S32) {
-        _mm512_mask_storeu_epi32(y, m, v);
-        return;
-    }
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(c->mult + n0));
-    if (c->out == QL_QOUT_F32) {
-        if (c->fbias) f = _mm512_add_ps(f, _mm512_loadu_ps(c->fbias + n0));   // no FMA, as scalar
-        _mm512_mask_storeu_ps(y, m, f);
-        return;
-    }
-    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(c->lo)), _mm512_set1_ps(c->hi));
-    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(c->y_zero));  // half to even
-    _mm512_mask_cvtepi32_storeu_epi8(y, m, q);   // values already in [0, 255]
 }
 
 // R rows (compile-time after inlining)
@@ -75,8 +55,8 @@ tile(const int R, int nr, int64_t ns, const uint8_t *ap, const int64_t rs, const
     #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         char *yr = (char *)y + (size_t)(r * ldy) * es;
-        store16(c, acc0[r], n0, nr, yr);
-        store16(c, acc1[r], n0 + 16, nr - 16, yr + 16 * es);
+        ql_store16_avx512(c, acc0[r], n0, nr, yr);
+        ql_store16_avx512(c, acc1[r], n0 + 16, nr - 16, yr + 16 * es);
     }
 }
 
@@ -102,11 +82,11 @@ QL_AVX512 static void kernel_vnni(int mr, int nr, int64_t ns, const uint8_t *ap,
 /* A in place: row r of step s at ap + r*lda + s*4 */
 QL_AVX512 static void kernel_vnni_direct(int mr, int nr, int64_t ns, const uint8_t *ap, int64_t lda,
                                          const uint8_t *wp, int32_t *part, int flags, const ql_qgemm_ctx *c,
-                                         int64_t n0, void *y, int64_t ldy) {
+                                         int64_t n0, void *y, int64_t ldy, uint8_t *scratch) {
     TILES(lda, 4)
 }
 
 const ql_qgemm_impl ql_qgemm_impl_avx512 = {
-    .isa = QL_ISA_AVX512, .mr = MR, .nr = NR, .kstep = 4, .kc_steps = 256, .mc_max = 96,
+    .isa = QL_ISA_AVX512, .mr = MR, .nr = NR, .kstep = 4, .kc_steps = 256, .kalign = 1, .mc_max = 96,
     .pack_a = pack_a_vnni, .kernel = kernel_vnni, .kernel_direct = kernel_vnni_direct,
 };

@@ -18,6 +18,7 @@
 
 #define QL_AVX2   __attribute__((target("avx2,fma")))
 #define QL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define QL_AMX    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")))
 
 typedef enum { QL_QOUT_S32, QL_QOUT_U8, QL_QOUT_F32 } ql_qout;
 
@@ -29,11 +30,14 @@ typedef struct {
     const float *fbias;   /* (Npad) or NULL */
     float lo, hi;         /* u8: clamp of acc*mult, = qmin - y_zero, qmax - y_zero */
     int32_t y_zero;
+    int k;                /* K (the A row bytes that hold data) */
 } ql_qgemm_ctx;
 
 /* KFIRST/KLAST: first/last K block; AHIGH: the packed A block has codes
- * >= 128 (pack_a says so; kernels whose products could saturate need it) */
-enum { QL_KFIRST = 1, QL_KLAST = 2, QL_AHIGH = 4 };
+ * >= 128 (pack_a says so; kernels whose products could saturate need it);
+ * ALAST: the tile holds A's last row (a kernel that reads whole rows of
+ * ksteps*4 bytes past K must not read there in place) */
+enum { QL_KFIRST = 1, QL_KLAST = 2, QL_AHIGH = 4, QL_ALAST = 8 };
 
 /* One micro-tile: rows mr <= MR, columns nr <= NR, ns steps. part (MR*NR s32)
  * holds partial sums between K blocks: loaded unless KFIRST, stored unless
@@ -50,20 +54,26 @@ typedef struct {
     ql_isa isa;
     int mr, nr, kstep;
     int kc_steps;         /* K block, in steps: the W panel slice stays in L1 */
+    int kalign;           /* packed ksteps rounded up to a multiple of this (AMX: 16, one tile) */
     int mc_max;           /* rows per task (multiple of mr): the A block stays in L2 */
     ql_qgemm_pack_a_fn pack_a;
     ql_qgemm_kernel_fn kernel;
     /* Optional: the same tile reading A in place (row r, step s at
      * ap + r*lda + s*4), for K a multiple of 4: no packing, so rows split
-     * across threads by columns do not each pack the whole A block. */
+     * across threads by columns do not each pack the whole A block.
+     * scratch: MR * ns * 4 bytes the kernel may use (AMX: the ALAST rows). */
     void (*kernel_direct)(int mr, int nr, int64_t ns, const uint8_t *ap, int64_t lda, const uint8_t *wp,
-                          int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy);
+                          int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy,
+                          uint8_t *scratch);
+    /* Optional: per thread, before its first and after its last tile of a call (AMX tile config) */
+    void (*begin)(void), (*end)(void);
 } ql_qgemm_impl;
 
 /* 0: always pack A (kernel_direct unused), 1: in place where possible (default). */
 void ql_qgemm_set_direct(int on);
 
-extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512;
+extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512,
+    ql_qgemm_impl_amx;
 
 struct ql_qgemm_packed {
     int n, k;

@@ -11,7 +11,7 @@ ql_graph *test_build_lstm(void);   /* test_graph.c */
 ql_tensor *test_random(int ndim, const int64_t *shape, float scale);
 
 TEST(peak_positive_for_every_level_the_cpu_has) {
-    ql_peak p[3];
+    ql_peak p[QL_ISA_COUNT];
     int n = ql_peak_measure_all(3, p);
     CHECK(n == (int)ql_isa_best() + 1);
     double total = 0;
@@ -34,6 +34,10 @@ TEST(peak_rejects_a_level_above_the_cpu) {
     if (ql_isa_best() < QL_ISA_AVX512) {
         CHECK(ql_peak_measure(QL_ISA_AVX512, 1, &p) == QL_EUNSUPPORTED);
         CHECK(strstr(ql_last_error(), "avx512") != NULL);
+    }
+    if (ql_isa_best() < QL_ISA_AMX) {
+        CHECK(ql_peak_measure(QL_ISA_AMX, 1, &p) == QL_EUNSUPPORTED);
+        CHECK(strstr(ql_last_error(), "amx") != NULL);
     }
     CHECK(ql_peak_measure((ql_isa)7, 1, &p) == QL_EUNSUPPORTED);
 }

@@ -138,9 +138,10 @@ static void paths_match_reference(int isa) {
 
 TEST(qgemm_paths_match_reference) {
     for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) paths_match_reference(isa);
-    if (ql_isa_best() == QL_ISA_AVX512) {   /* again with A packed instead of read in place */
+    /* again with A packed instead of read in place */
+    for (int isa = QL_ISA_AVX512; isa <= (int)ql_isa_best(); isa++) {
         ql_qgemm_set_direct(0);
-        paths_match_reference(QL_ISA_AVX512);
+        paths_match_reference(isa);
         ql_qgemm_set_direct(1);
     }
 }
