@@ -140,9 +140,78 @@ static int64_t chunk_rows(const ql_qconv *c, int n) {
     return r < total ? r : total;
 }
 
+/* The input with its padding written out (x_zero), so that every kernel row
+ * of every output pixel is one run of x: im2col becomes plain copies. Only
+ * for one group without dilation, and while the copy stays small. */
+static size_t pad_budget = 8 << 20;
+void ql_qconv_set_pad_budget(size_t bytes) { pad_budget = bytes; }
+
+static size_t padded_bytes(const ql_qconv *c, int n) {
+    const ql_conv2d_shape *s = &c->s;
+    if (s->groups != 1 || s->dh != 1 || s->dw != 1) return 0;
+    size_t b = (size_t)n * (s->h + 2 * s->ph) * (s->w + 2 * s->pw) * s->c;
+    return b <= pad_budget ? (b + 63) & ~(size_t)63 : 0;
+}
+
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;
-    return (size_t)(chunk_rows(c, n) * c->kstride);
+    return (size_t)(chunk_rows(c, n) * c->kstride) + padded_bytes(c, n);
+}
+
+static void pad_input(const ql_qconv *c, int n, const uint8_t *x, uint8_t *xp) {
+    const ql_conv2d_shape *s = &c->s;
+    const int hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
+    const size_t row = (size_t)s->w * s->c, prow = (size_t)wp * s->c, side = (size_t)s->pw * s->c;
+    for (int64_t i = 0; i < (int64_t)n * hp; i++) {
+        int ih = (int)(i % hp) - s->ph;
+        uint8_t *d = xp + (size_t)i * prow;
+        if (ih < 0 || ih >= s->h) { memset(d, c->x_zero, prow); continue; }
+        memset(d, c->x_zero, side);
+        memcpy(d + side, x + ((size_t)(i / hp) * s->h + ih) * row, row);
+        memset(d + side + row, c->x_zero, side);
+    }
+}
+
+/* n bytes, n >= 4, through overlapping word copies (runs of 7..200 bytes are
+ * too short for a call to memcpy to pay) */
+static inline void copy_short(uint8_t *d, const uint8_t *s, int64_t n) {
+    if (n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4); memcpy(d + n - 4, &b, 4);
+        return;
+    }
+    if (n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8); memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8); memcpy(d + n - 8, &b, 8);
+        return;
+    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16);
+    if (i < n) memcpy(d + n - 16, s + n - 16, 16);
+}
+
+// im2col from the padded input: output rows [r0, r0+nr), every kernel row one copy
+static void im2col_padded(const ql_qconv *c, const uint8_t *xp, int64_t r0, int64_t nr, uint8_t *cols) {
+    const ql_conv2d_shape *s = &c->s;
+    const int hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
+    const int64_t kg = kgroup(s), ks = c->kstride, krow = (int64_t)s->kw * s->c, prow = (int64_t)wp * s->c;
+    #pragma omp parallel for schedule(static) if (nr * kg > (1 << 16))
+    for (int64_t i = 0; i < nr; i++) {
+        int64_t r = r0 + i;
+        int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh);
+        int64_t n = r / ((int64_t)s->ow * s->oh);
+        const uint8_t *src = xp + ((n * hp + (int64_t)oh * s->sh) * wp + (int64_t)ow * s->sw) * s->c;
+        uint8_t *dst = cols + i * ks;
+        if (krow >= 4) {
+            for (int ki = 0; ki < s->kh; ki++) copy_short(dst + ki * krow, src + ki * prow, krow);
+        } else {
+            for (int ki = 0; ki < s->kh; ki++)
+                for (int64_t j = 0; j < krow; j++) dst[ki * krow + j] = src[ki * prow + j];
+        }
+        for (int64_t j = kg; j < ks; j++) dst[j] = 0;   /* the pad: defined bytes */
+    }
 }
 
 // Short runs (a 7x7 stem on one channel copies 7 bytes at a time): a call to
@@ -248,10 +317,13 @@ void ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void 
             gemm(c, g, total, x + (int64_t)g * cg, s->c, yb + (size_t)g * ocg * es, 0);
     } else {
         const int64_t rows = chunk_rows(c, n);
+        uint8_t *xp = padded_bytes(c, n) ? (uint8_t *)ws + rows * c->kstride : NULL;
+        if (xp) pad_input(c, n, x, xp);
         for (int64_t r0 = 0; r0 < total; r0 += rows) {
             int64_t nr = total - r0 < rows ? total - r0 : rows;
             for (int g = 0; g < s->groups; g++) {
-                im2col_u8(c, x, g, r0, nr, ws);
+                if (xp) im2col_padded(c, xp, r0, nr, ws);
+                else im2col_u8(c, x, g, r0, nr, ws);
                 gemm(c, g, nr, ws, c->kstride, yb + (size_t)(r0 * s->oc + (int64_t)g * ocg) * es, 1);
             }
         }

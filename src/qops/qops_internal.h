@@ -71,6 +71,10 @@ typedef struct {
 
 /* 0: always pack A (kernel_direct unused), 1: in place where possible (default). */
 void ql_qgemm_set_direct(int on);
+/* Largest padded input copy qconv's im2col makes (default 8 MB; 0: never,
+ * the tests' way to run the unpadded path on every geometry). Set it only
+ * between convs: the workspace size depends on it. */
+void ql_qconv_set_pad_budget(size_t bytes);
 
 extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512,
     ql_qgemm_impl_amx;

@@ -8,6 +8,7 @@
 #include "qlab/ops.h"
 #include "qlab/qops.h"
 #include "qlab/rng.h"
+#include "qops/qops_internal.h"
 
 static uint32_t rnd(uint32_t n) { return (uint32_t)ql_rng_below(ql_rng_global(), n); }
 static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)ql_rng_uniform(ql_rng_global()); }
@@ -166,6 +167,10 @@ TEST(qconv_geometries_match_float_simulation) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s", cases[i].what);
+    ql_qconv_set_pad_budget(0);   /* again with im2col reading the unpadded input */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s, unpadded im2col", cases[i].what);
+    ql_qconv_set_pad_budget(8 << 20);
 }
 
 TEST(qconv_chunked_batch_bounded_workspace) {
@@ -178,10 +183,12 @@ TEST(qconv_chunked_batch_bounded_workspace) {
     for (int i = 0; i < 16; i++) wsc[i] = 0.01f;
     ql_qconv_params p = {.w = w, .w_scale = wsc, .x_scale = 0.1f, .x_zero = 3, .y_scale = 0.1f};
     ql_qconv *c = ql_qconv_new(&s, &p, ql_isa_active());
-    size_t rows = (size_t)s.n * s.oh * s.ow;
-    CHECK(ql_qconv_workspace(c, s.n) < rows * 576);
-    CHECK(ql_qconv_workspace(c, s.n) % 576 == 0);
-    CHECK(ql_qconv_workspace(c, 1) <= (size_t)s.oh * s.ow * 576);
+    size_t rows = (size_t)s.n * s.oh * s.ow, ks = 576;   /* K = 576: a whole number of 4- and 64-byte rows */
+    /* im2col chunks of whole rows, plus the padded input copy (26 x 26 x 64 per image, 64-byte rounded) */
+    size_t pad8 = ((size_t)8 * 26 * 26 * 64 + 63) & ~(size_t)63, pad1 = ((size_t)26 * 26 * 64 + 63) & ~(size_t)63;
+    CHECK(ql_qconv_workspace(c, s.n) < rows * ks);
+    CHECK((ql_qconv_workspace(c, s.n) - pad8) % ks == 0);
+    CHECK(ql_qconv_workspace(c, 1) <= (size_t)s.oh * s.ow * ks + pad1);
     ql_qconv_free(c);
     CHECK(run_qconv(q) == 0);
 }
