@@ -148,6 +148,8 @@ TEST(qconv_geometries_match_float_simulation) {
         {mk(2, 9, 8, 5, 5, 5, 5, 2, 2, 1, 5), 0, 0, 0, 128, -1, "depthwise 5x5 stride 2"},
         {mk(2, 9, 8, 48, 48, 5, 5, 2, 2, 1, 48), 1, 1, 0, 200, -1, "depthwise 5x5 stride 2, 48 channels (13 tap pairs)"},
         {mk(1, 5, 6, 32, 32, 3, 3, 1, 2, 1, 32), 0, 0, 1, 255, -1, "depthwise pad 2, f32 out, x_zero 255"},
+        {mk(2, 6, 7, 48, 48, 3, 3, 1, 1, 1, 48), 1, 2, 0, 90, -1, "depthwise 3x3, 48 channels (32 + 16 blocks), relu6"},
+        {mk(1, 5, 6, 64, 64, 3, 3, 2, 2, 1, 64), 1, 0, 0, 255, -1, "depthwise 3x3 pad 2 stride 2, 64 channels, x_zero 255"},
         {mk(1, 8, 9, 36, 36, 3, 3, 1, 2, 2, 36), 1, 0, 1, 3, -1, "depthwise dilation 2, f32 out"},
         {mk(2, 6, 6, 4, 8, 3, 3, 1, 1, 1, 4), 1, 0, 0, 128, -1, "channel multiplier 2 (grouped path)"},
         {mk(3, 5, 7, 6, 10, 1, 1, 1, 0, 1, 1), 1, 0, 0, 128, -1, "1x1 direct gemm"},
