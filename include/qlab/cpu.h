@@ -20,5 +20,8 @@ ql_isa      ql_isa_best(void);       /* what the CPU supports */
 ql_isa      ql_isa_active(void);     /* after QLAB_ISA / ql_isa_force */
 void        ql_isa_force(ql_isa isa);/* clamps to ql_isa_best() */
 const char *ql_isa_name(ql_isa isa);
+/* One core's L2 in bytes (sysconf; 1 MiB when the system does not say):
+ * blocked kernels size their working sets by it. */
+long        ql_cpu_l2_bytes(void);
 
 #endif

@@ -72,11 +72,14 @@ typedef struct {
 /* s: the conv geometry (s->n is ignored; batch given at run time). */
 ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_isa isa);
 void      ql_qconv_free(ql_qconv *c);
-size_t    ql_qconv_workspace(const ql_qconv *c, int n);   /* bytes */
+/* Bytes of workspace a batch of n needs at the current thread count. */
+size_t    ql_qconv_workspace(const ql_qconv *c, int n);
 /* x (N,H,W,C) u8 -> y (N,OH,OW,OC) u8 (or f32 when f32_out). im2col in u8
  * with x_zero as padding; 1x1/stride 1 convs are a direct GEMM; depthwise
- * convs use a direct kernel. OpenMP inside. */
-void      ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void *ws);
+ * convs use a direct kernel. OpenMP inside. ws: ws_bytes >= the workspace
+ * (a larger buffer shared by several convs keeps each thread's part of it
+ * at the same place in all of them); QL_EINVAL when it is smaller. */
+ql_status ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, void *ws, size_t ws_bytes);
 
 /* ---- quantized linear: x (M,K) u8 -> y (M,N) u8 or f32 ------------------- */
 typedef struct ql_qlinear ql_qlinear;

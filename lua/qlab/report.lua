@@ -26,7 +26,7 @@ local function obj(props, required, extra)
   return o
 end
 local function arr(items) return {type = "array", items = items} end
-local isa = {type = "string", enum = {"scalar", "avx2", "avx512"}}
+local isa = {type = "string", enum = {"scalar", "avx2", "avx512", "amx"}}
 
 local latency = obj({batch = int, threads = int, runs = int, median = num, p95 = num, p99 = num, min = num,
                      max = num, mean = num, stddev = num, spread_pct = num, images_per_s = num, gmacs = num,

@@ -58,6 +58,15 @@ const ql_cpu_features *ql_cpu(void) {
     return &feat;
 }
 
+long ql_cpu_l2_bytes(void) {
+    static long l2;
+    if (!l2) {
+        long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        l2 = v >= (64 << 10) ? v : 1 << 20;
+    }
+    return l2;
+}
+
 ql_isa ql_isa_best(void) {
     const ql_cpu_features *f = ql_cpu();
     if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni) return f->amx_int8 ? QL_ISA_AMX : QL_ISA_AVX512;

@@ -95,6 +95,8 @@ float *ql_graph_scratch(ql_graph *g, size_t n) {
     return rt->ws;
 }
 
+size_t ql_graph_scratch_size(const ql_graph *g) { return g->rt->ws_n; }
+
 /* (N, ...) with the input's per-sample element count; returns N. */
 static ql_status check_input(const ql_graph *g, const ql_tensor *x, int64_t *batch) {
     const ql_node *in = &g->nodes[0];

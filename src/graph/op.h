@@ -87,6 +87,8 @@ void ql_node_free_priv(ql_node *n);
 /* Graph-owned scratch of at least n floats, valid until the next call
  * (grows, never shrinks: no allocation in steady state). NULL on ENOMEM. */
 float *ql_graph_scratch(ql_graph *g, size_t n);
+/* Floats the scratch holds now (>= any n asked since it last grew). */
+size_t ql_graph_scratch_size(const ql_graph *g);
 void   ql_runtime_free(ql_runtime *rt);
 
 /* Memory planning (graph_plan.c): item i lives from step start[i] to step

@@ -13,7 +13,6 @@ typedef struct {
     ql_qconv *conv;
     ql_qlinear *lin;
     ql_conv2d_shape s;    /* the (possibly pruned) geometry the conv was packed for, n = 1 */
-    size_t ws_bytes;      /* workspace per image */
 } qpriv;
 
 static void qpriv_free(void *p) {
@@ -72,7 +71,6 @@ static ql_status qconv_pack(ql_op_ctx *c, qpriv **out) {
     ql_free(w);
     if (!q->conv) return QL_ENOMEM;
     q->s = t;
-    q->ws_bytes = ql_qconv_workspace(q->conv, 1);
     q->version = c->g->version;
     *out = q;
     return QL_OK;
@@ -85,8 +83,8 @@ static ql_status qconv_forward(ql_op_ctx *c) {
     size_t nws = ql_qconv_workspace(q->conv, (int)c->batch);
     void *ws = nws ? ql_graph_scratch(c->g, (nws + 3) / 4) : NULL;
     if (nws && !ws) return QL_ENOMEM;
-    ql_qconv_forward(q->conv, (int)c->batch, c->x[0]->data, c->y->data, ws);
-    return QL_OK;
+    return ql_qconv_forward(q->conv, (int)c->batch, c->x[0]->data, c->y->data, ws,
+                            nws ? ql_graph_scratch_size(c->g) * sizeof(float) : 0);
 }
 
 /* ---- qlinear ---------------------------------------------------------------- */

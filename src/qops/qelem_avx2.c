@@ -74,15 +74,24 @@ QL_AVX2 void ql_qadd_u8_avx2(int64_t n, const uint8_t *a, float sa, int32_t za, 
     }
 }
 
-// y = max(y, x), c bytes
-QL_AVX2 void ql_qmax_accum_avx2(int c, const uint8_t *x, uint8_t *y) {
-    int i = 0;
-    for (; i + 32 <= c; i += 32) {
-        __m256i v = _mm256_max_epu8(_mm256_loadu_si256((const __m256i *)(x + i)),
-                                    _mm256_loadu_si256((const __m256i *)(y + i)));
-        _mm256_storeu_si256((__m256i *)(y + i), v);
+// y[j] = max(init, the kh x kw window's x[ih*ldh + iw*ldw + j]), j < c: the
+// window's 32-byte blocks stay in a register, one store per block
+QL_AVX2 void ql_qmax_window_avx2(int c, int kh, int kw, const uint8_t *x, int64_t ldh, int64_t ldw, uint8_t init,
+                                 uint8_t *y) {
+    int j = 0;
+    for (; j + 32 <= c; j += 32) {
+        __m256i acc = _mm256_set1_epi8((char)init);
+        for (int ih = 0; ih < kh; ih++)
+            for (int iw = 0; iw < kw; iw++)
+                acc = _mm256_max_epu8(acc, _mm256_loadu_si256((const __m256i *)(x + ih * ldh + iw * ldw + j)));
+        _mm256_storeu_si256((__m256i *)(y + j), acc);
     }
-    for (; i < c; i++) y[i] = x[i] > y[i] ? x[i] : y[i];
+    for (; j < c; j++) {
+        uint8_t m = init;
+        for (int ih = 0; ih < kh; ih++)
+            for (int iw = 0; iw < kw; iw++) m = x[ih * ldh + iw * ldw + j] > m ? x[ih * ldh + iw * ldw + j] : m;
+        y[j] = m;
+    }
 }
 
 // sum[j] = sum over hw rows of x[p*ldx + j]
@@ -98,5 +107,26 @@ QL_AVX2 void ql_qsum_hw_avx2(int hw, int c, int64_t ldx, const uint8_t *x, int32
         int32_t s = 0;
         for (int64_t p = 0; p < hw; p++) s += x[p * ldx + j];
         sum[j] = s;
+    }
+}
+
+// y[j] = clamp(round((sum[j] / div - zx) * m), lo, hi) + zy, j < c
+QL_AVX2 void ql_qmean_requant_avx2(int c, const int32_t *sum, float div, int32_t zx, float m, float lo, float hi,
+                                   int32_t zy, uint8_t *y) {
+    const __m256 d = _mm256_set1_ps(div), z = _mm256_set1_ps((float)zx), mm = _mm256_set1_ps(m);
+    const __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+    const __m256i zy8 = _mm256_set1_epi32(zy);
+    int j = 0;
+    for (; j + 8 <= c; j += 8) {
+        __m256 v = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(sum + j))), d);
+        store8_u8(y + j, round_clamp(_mm256_mul_ps(_mm256_sub_ps(v, z), mm), l, h, zy8));
+    }
+    if (j < c) {
+        int32_t t[8] = {0};
+        uint8_t o[8];
+        memcpy(t, sum + j, sizeof(int32_t) * (size_t)(c - j));
+        __m256 v = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)t)), d);
+        store8_u8(o, round_clamp(_mm256_mul_ps(_mm256_sub_ps(v, z), mm), l, h, zy8));
+        memcpy(y + j, o, (size_t)(c - j));
     }
 }

@@ -192,9 +192,13 @@ void ql_quantize_u8_avx2(int64_t n, const float *x, float scale, int32_t zp, flo
 void ql_dequantize_u8_avx2(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y);
 void ql_qadd_u8_avx2(int64_t n, const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb,
                      int32_t zb, uint8_t *y, float sy, int32_t zy, float lo, float hi);
-/* y (C) = max(y, x) */
-void ql_qmax_accum_avx2(int c, const uint8_t *x, uint8_t *y);
+/* y (C) = max(init, every x[ih*ldh + iw*ldw + j] of a kh x kw window) */
+void ql_qmax_window_avx2(int c, int kh, int kw, const uint8_t *x, int64_t ldh, int64_t ldw, uint8_t init,
+                         uint8_t *y);
 /* sum[j] = sum_p x[p*ldx + j], j < c, p < hw (s32) */
 void ql_qsum_hw_avx2(int hw, int c, int64_t ldx, const uint8_t *x, int32_t *sum);
+/* y[j] = clamp(round((sum[j] / div - zx) * m), lo, hi) + zy, as qpool.c's scalar loop */
+void ql_qmean_requant_avx2(int c, const int32_t *sum, float div, int32_t zx, float m, float lo, float hi,
+                           int32_t zy, uint8_t *y);
 
 #endif

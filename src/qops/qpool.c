@@ -6,11 +6,6 @@
 
 #define CBLK 256   /* channels summed at a time (s32 sums on the stack) */
 
-static void max_accum(int avx, int c, const uint8_t *x, uint8_t *y) {
-    if (avx) { ql_qmax_accum_avx2(c, x, y); return; }
-    for (int i = 0; i < c; i++) y[i] = x[i] > y[i] ? x[i] : y[i];
-}
-
 // window [*lo, *hi) clipped to the input; returns 1 when it covers padding
 // (positions past the right padding, which ceil_mode may add, do not count)
 static int window(int o, int st, int pad, int k, int in, int *lo, int *hi) {
@@ -33,10 +28,17 @@ void ql_qmaxpool_u8(const ql_pool2d_shape *s, const uint8_t *x, uint8_t *y, uint
         for (int ow = 0; ow < s->ow; ow++) {
             int padw = window(ow, s->sw, s->pw, s->kw, s->w, &w0, &w1);
             uint8_t *yo = y + ((n * s->oh + oh) * s->ow + ow) * C;
-            memset(yo, padh || padw ? pad_value : 0, (size_t)C);
+            const uint8_t init = padh || padw ? pad_value : 0, *x0 = x + ((n * s->h + h0) * s->w + w0) * C;
+            if (avx) {
+                ql_qmax_window_avx2(C, h1 - h0, w1 - w0, x0, (int64_t)s->w * C, C, init, yo);
+                continue;
+            }
+            memset(yo, init, (size_t)C);
             for (int ih = h0; ih < h1; ih++)
-                for (int iw = w0; iw < w1; iw++)
-                    max_accum(avx, C, x + ((n * s->h + ih) * s->w + iw) * C, yo);
+                for (int iw = w0; iw < w1; iw++) {
+                    const uint8_t *xi = x + ((n * s->h + ih) * s->w + iw) * C;
+                    for (int i = 0; i < C; i++) yo[i] = xi[i] > yo[i] ? xi[i] : yo[i];
+                }
         }
     }
 }
@@ -61,6 +63,10 @@ void ql_qglobal_avgpool_u8(int n, int hw, int c, const uint8_t *x, float sx, int
             memset(sum, 0, sizeof sum);
             for (int64_t p = 0; p < hw; p++)
                 for (int j = 0; j < cb; j++) sum[j] += xi[p * c + j];
+        }
+        if (avx) {
+            ql_qmean_requant_avx2(cb, sum, div, zx, m, lo, hi, zy, y + img * c + c0);
+            continue;
         }
         for (int j = 0; j < cb; j++) {
             float v = ((float)sum[j] / div - (float)zx) * m;

@@ -4,6 +4,7 @@
  * must agree bit for bit with each other (they all equal the scalar code). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <omp.h>
 #include "test.h"
 #include "qlab/ops.h"
 #include "qlab/qops.h"
@@ -98,13 +99,23 @@ static int run_qconv(qcase q) {
     void *first = NULL;
     // x_qmax 0: packed for 8-bit inputs; 127: for 7-bit ones (AVX2 maddubs), exact on any codes
     for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) {
-        for (int xq = 0; xq <= 127; xq += 127) {
+        for (int xq = 0; xq <= 127; xq += 127)
+        for (int th = 1; th <= 3; th++) {   /* whole images per thread, unevenly at 2 and 3 */
             p.x_qmax = xq;
             ql_qconv *c = ql_qconv_new(&s, &p, (ql_isa)isa);
             if (!c) { fprintf(stderr, "  %s: %s\n", q.what, ql_last_error()); fails++; break; }
+            int th0 = omp_get_max_threads();
+            omp_set_num_threads(th);
             size_t wsb = ql_qconv_workspace(c, s.n);
-            void *wsp = wsb ? malloc(wsb) : NULL, *y = malloc(ny * es);
-            ql_qconv_forward(c, s.n, x, y, wsp);
+            /* at 2 threads a larger buffer than needed, as a graph's scratch shared by many convs */
+            size_t wsn = th == 2 && wsb ? 2 * wsb + 192 : wsb;
+            void *wsp = wsn ? malloc(wsn) : NULL, *y = malloc(ny * es);
+            if (ql_qconv_forward(c, s.n, x, y, wsp, wsn) != QL_OK) {
+                fprintf(stderr, "  %s: %s\n", q.what, ql_last_error());
+                fails++;
+            }
+            if (wsb && ql_qconv_forward(c, s.n, x, y, wsp, wsb - 1) != QL_EINVAL) fails++;   /* too small */
+            omp_set_num_threads(th0);
             long bad = 0;
             double worst = 0;
             for (size_t i = 0; i < ny; i++) {
@@ -166,6 +177,8 @@ TEST(qconv_geometries_match_float_simulation) {
         {mk(3, 5, 5, 16, 24, 3, 3, 1, 1, 1, 1), 1, 0, 0, 128, 0, "y_zero 0 (clamps below)"},
         {mk(3, 5, 5, 16, 24, 3, 3, 1, 1, 1, 1), 1, 0, 0, 128, 255, "y_zero 255 (clamps above)"},
         {mk(3, 5, 5, 16, 24, 3, 3, 1, 1, 1, 1), 1, 1, 0, 255, 128, "y_zero 128, relu"},
+        {mk(3, 12, 12, 16, 16, 3, 3, 1, 1, 1, 1), 1, 1, 0, 128, -1, "batch 3, 432 rows (images per thread)"},
+        {mk(5, 14, 14, 8, 24, 3, 3, 2, 1, 1, 1), 1, 0, 0, 0, -1, "batch 5, stride 2 (images per thread)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s", cases[i].what);
@@ -187,10 +200,17 @@ TEST(qconv_chunked_batch_bounded_workspace) {
     ql_qconv *c = ql_qconv_new(&s, &p, ql_isa_active());
     size_t rows = (size_t)s.n * s.oh * s.ow, ks = 576;   /* K = 576: a whole number of 4- and 64-byte rows */
     /* im2col chunks of whole rows, plus the padded input copy (26 x 26 x 64 per image, 64 bytes of slack, rounded to 64) */
-    size_t pad8 = ((size_t)8 * 26 * 26 * 64 + 127) & ~(size_t)63, pad1 = ((size_t)26 * 26 * 64 + 127) & ~(size_t)63;
-    CHECK(ql_qconv_workspace(c, s.n) < rows * ks);
-    CHECK((ql_qconv_workspace(c, s.n) - pad8) % ks == 0);
-    CHECK(ql_qconv_workspace(c, 1) <= (size_t)s.oh * s.ow * ks + pad1);
+    size_t pad1 = ((size_t)26 * 26 * 64 + 127) & ~(size_t)63;
+    int th0 = omp_get_max_threads();
+    for (int th = 1; th <= 2; th++) {   /* th slots, each its chunk then its images padded */
+        omp_set_num_threads(th);
+        size_t pad = ((size_t)(8 / th) * 26 * 26 * 64 + 127) & ~(size_t)63, wsb = ql_qconv_workspace(c, s.n);
+        CHECK(wsb < rows * ks);
+        CHECK(wsb % th == 0 && wsb / th > pad && (wsb / th - pad) % 64 == 0);
+        CHECK(wsb / th - pad <= ((size_t)2 << 20) / th);   /* the chunks share the 2 MB budget */
+        CHECK(ql_qconv_workspace(c, 1) <= (size_t)s.oh * s.ow * ks + pad1);
+    }
+    omp_set_num_threads(th0);
     ql_qconv_free(c);
     CHECK(run_qconv(q) == 0);
 }
@@ -209,7 +229,7 @@ TEST(qconv_workspace_sizes_and_errors) {
     CHECK(ql_qconv_workspace(b, 64) == 0);
     CHECK(ql_qconv_workspace(c, 256) <= (size_t)2 << 20);   // bounded, not N*OH*OW*K
     CHECK(ql_qconv_workspace(c, 0) == 0);
-    ql_qconv_forward(c, 0, NULL, NULL, NULL);                // empty batch: nothing
+    CHECK_OK(ql_qconv_forward(c, 0, NULL, NULL, NULL, 0));    // empty batch: nothing
     ql_qconv_free(a); ql_qconv_free(b); ql_qconv_free(c);
     ql_qconv_free(NULL);
     ql_qconv_params bad[4] = {p, p, p, p};

@@ -32,10 +32,10 @@ end
 
 H.test("peak: a positive rate for every ISA level the CPU has, scalar first", function()
   local p = qlab.peak{target_ms = 2}
-  local want = ({scalar = 1, avx2 = 2, avx512 = 3})[qlab.machine().isa_best]
+  local want = ({scalar = 1, avx2 = 2, avx512 = 3, amx = 4})[qlab.machine().isa_best]
   assert(#p.levels == want, "levels " .. #p.levels)
   for i, l in ipairs(p.levels) do
-    assert(l.isa == ({"scalar", "avx2", "avx512"})[i])
+    assert(l.isa == ({"scalar", "avx2", "avx512", "amx"})[i])
     assert(l.fp32_gmacs > 0 and l.int8_gmacs > 0, l.isa)
   end
   assert(p.seconds < 1, "peak took " .. p.seconds .. " s")
