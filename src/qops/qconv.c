@@ -30,6 +30,7 @@ struct ql_qconv {
     int32_t *dw_w;            /* (KH*KW, C) depthwise weights */
     int16_t *dw_pair;         /* the AVX2 kernel's weight pairs (ql_qdw_pack_pairs), or NULL */
     int16_t *dw_pair32;       /* the AVX-512 kernel's, or NULL */
+    ql_qdw3 *dw3;             /* 3x3 stride 1, u8 out, AVX-512 VNNI: flat rows (qconv_dw3_avx512.c), or NULL */
     int32_t *dw_off;
     uint8_t *dw_zrow;
     int64_t kstride;          /* im2col row bytes (kstride_for) */
@@ -60,6 +61,7 @@ void ql_qconv_free(ql_qconv *c) {
     ql_free(c->dw_w);
     ql_free(c->dw_pair);
     ql_free(c->dw_pair32);
+    ql_qdw3_free(c->dw3);
     ql_free(c->dw_off);
     ql_free(c->dw_zrow);
     ql_free(c);
@@ -123,6 +125,8 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
             ql_qdw_pack_pairs(&sh, c->dw_w, c->bias_q, c->x_zero, &c->dw_pair, &c->dw_off, &c->dw_zrow) < 0)
             goto fail;
         if (c->isa >= QL_ISA_AVX512) c->dw_pair32 = ql_qdw_pack_pairs32(&sh, c->dw_w);   /* NULL: the AVX2 kernel */
+        if (c->isa >= QL_ISA_AVX512 && !c->f32_out && ql_qdw3_supported(&sh) &&
+            !(c->dw3 = ql_qdw3_pack(&sh, c->dw_w, c->dw_off, c->mult))) goto fail;
         return c;
     }
     if (!(c->gemm = ql_calloc(sizeof(*c->gemm) * groups))) goto fail;
@@ -375,6 +379,14 @@ static void forward_dw(const ql_qconv *c, int n, const uint8_t *x, void *y) {
     const int avx = c->isa >= QL_ISA_AVX2;
     const size_t es = c->f32_out ? 4 : 1;
     const int64_t tasks = (int64_t)n * s->oh;
+    if (c->dw3) {   /* contiguous rows per thread: each pads every input row once */
+        #pragma omp parallel if (tasks * s->ow * s->c * s->kh * s->kw > (1 << 16))
+        {
+            const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+            ql_qdw3_rows_avx512(c->dw3, &d, x, tasks * t / T, tasks * (t + 1) / T, y);
+        }
+        return;
+    }
     #pragma omp parallel for schedule(static) if (tasks * s->ow * s->c * s->kh * s->kw > (1 << 16))
     for (int64_t t = 0; t < tasks; t++) {
         int64_t img = t / s->oh;

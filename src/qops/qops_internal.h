@@ -182,6 +182,20 @@ static inline void ql_qdw_taps(const ql_qdw_args *d, const uint8_t *const *rows,
         }
     for (; t < 2 * d->npairs; t++) tap[t] = d->zrow;
 }
+/* Depthwise 3x3 at stride 1, u8 out, on AVX-512 VNNI (qconv_dw3_avx512.c):
+ * weights, offsets and multipliers per pattern of 64 channels-in-a-row. */
+typedef struct {
+    int P;          /* patterns: chunks of 64 outputs before the channels repeat */
+    int8_t *w;      /* (P, 3 tap quadruples, 4 vectors, 64) */
+    int32_t *off;   /* (P, 4, 16) */
+    float *mult;    /* (P, 4, 16) */
+} ql_qdw3;
+int      ql_qdw3_supported(const ql_conv2d_shape *s);
+ql_qdw3 *ql_qdw3_pack(const ql_conv2d_shape *s, const int32_t *w, const int32_t *off, const float *mult);
+void     ql_qdw3_free(ql_qdw3 *k);
+/* output rows [t0, t1) (t = n * OH + oh) into y, the whole output */
+void     ql_qdw3_rows_avx512(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t *x, int64_t t0, int64_t t1,
+                             uint8_t *y);
 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
 void ql_qdw_row_avx512(const ql_qdw_args *d, const uint8_t *x, int64_t n, int oh, void *yrow, size_t es);
 /* 16 channels [c0, c0+16) of one pixel whose tap pointers are tap[] (block blk of nblk). */
