@@ -30,7 +30,7 @@ struct ql_qconv {
     int32_t *dw_w;            /* (KH*KW, C) depthwise weights */
     int16_t *dw_pair;         /* the AVX2 kernel's weight pairs (ql_qdw_pack_pairs), or NULL */
     int16_t *dw_pair32;       /* the AVX-512 kernel's, or NULL */
-    ql_qdw3 *dw3;             /* 3x3 stride 1, u8 out, AVX-512 VNNI: flat rows (qconv_dw3_avx512.c), or NULL */
+    ql_qdw3 *dw3;             /* 3x3 stride 1 or 2, u8 out, AVX-512 VNNI: flat rows (qconv_dw3_avx512.c), or NULL */
     int32_t *dw_off;
     uint8_t *dw_zrow;
     int64_t kstride;          /* im2col row bytes (kstride_for) */

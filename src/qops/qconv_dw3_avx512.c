@@ -1,16 +1,19 @@
-/* Depthwise 3x3 at stride 1 on AVX-512 VNNI, one output row as one flat
- * vector. At stride 1 the taps of output row (n, oh) are the padded input
- * rows oh..oh+2 read at j + kj*C, where j = ow*C + c runs over the whole
- * output row: every 64 outputs are 9 plain loads, whatever C. Four taps
- * interleave byte by byte (two rounds of unpacks) into vpdpbusd's u8
- * quadruples, so 64 outputs take 12 dot products and 22 shuffles where the
- * paired-tap kernel (qconv_dw_avx512.c) spends 20 widening shuffles and 10
- * multiply-adds on 32. The channel of output j is j % C: the weights,
- * offsets and multipliers repeat every P = C / gcd(64, C) chunks of 64, and
- * are packed once per pattern in the order the unpacks leave the lanes
- * (lane L, dword i of quadruple vector k is byte 16L + 4k + i of the chunk).
- * The same integers as the scalar code (off = bias - x_zero * sum w, the
- * padding read as x_zero) and the same float epilogue, so the bytes match. */
+/* Depthwise 3x3 at stride 1 or 2 on AVX-512 VNNI, one output row as one
+ * flat vector. At stride 1 the taps of output row (n, oh) are the padded
+ * input rows oh..oh+2 read at j + kj*C, where j = ow*C + c runs over the
+ * whole output row: every 64 outputs are 9 plain loads, whatever C. At
+ * stride 2 each padded input row is split into its even and odd pixels
+ * (E, O) as it is padded, and the taps kj = 0, 1, 2 are E, O and E + C read
+ * at j. Four taps interleave byte by byte (two rounds of unpacks) into
+ * vpdpbusd's u8 quadruples, so 64 outputs take 12 dot products and 22
+ * shuffles where the paired-tap kernel (qconv_dw_avx512.c) spends 20
+ * widening shuffles and 10 multiply-adds on 32. The channel of output j is
+ * j % C: the weights, offsets and multipliers repeat every P = C / gcd(64, C)
+ * chunks of 64, and are packed once per pattern in the order the unpacks
+ * leave the lanes (lane L, dword i of quadruple vector k is byte 16L + 4k + i
+ * of the chunk). The same integers as the scalar code (off = bias - x_zero *
+ * sum w, the padding read as x_zero) and the same float epilogue, so the
+ * bytes match. */
 #include <immintrin.h>
 #include <string.h>
 #include "qlab/alloc.h"
@@ -18,10 +21,16 @@
 
 #define ROW_BYTES (16 << 10)   /* a padded input row, + 64 bytes of slack, on the stack */
 
+/* bytes of one padded input row as the kernel keeps it (+ 64 of slack per plane) */
+static int64_t row_bytes(const ql_conv2d_shape *s) {
+    const int64_t wp = s->w + 2 * s->pw;
+    return s->sw == 1 ? wp * s->c + 64 : 2 * ((wp + 1) / 2 * s->c + 64);
+}
+
 int ql_qdw3_supported(const ql_conv2d_shape *s) {
-    return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 && s->pw <= 1 &&
-           s->groups == s->c && s->oc == s->c && s->c % 16 == 0 &&
-           (int64_t)(s->w + 2 * s->pw) * s->c + 64 <= ROW_BYTES;
+    return s->kh == 3 && s->kw == 3 && (s->sh == 1 || s->sh == 2) && s->sw == s->sh && s->dh == 1 &&
+           s->dw == 1 && s->pw <= 1 && s->groups == s->c && s->oc == s->c && s->c % 16 == 0 &&
+           row_bytes(s) <= ROW_BYTES;
 }
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
@@ -70,13 +79,11 @@ QL_AVX512 static inline void quad(__m512i acc[4], __m512i a, __m512i b, __m512i 
     acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_unpackhi_epi16(ab1, cd1), _mm512_loadu_si512((const void *)(w + 192)));
 }
 
-/* One output row: r[ki] are the padded input rows, len = OW*C outputs. */
-QL_AVX512 static void row(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t *const r[3], int64_t len,
+/* One output row: tap t = ki*3 + kj reads tb[t] + j, len = OW*C outputs. */
+QL_AVX512 static void row(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t *const tb[9], int64_t len,
                           uint8_t *y) {
-    const int64_t C = d->s->c;
     const __m512 lo = _mm512_set1_ps(d->lo), hi = _mm512_set1_ps(d->hi);
     const __m512i yz = _mm512_set1_epi32(d->y_zero), z = _mm512_setzero_si512();
-    const uint8_t *r0 = r[0], *r1 = r[1], *r2 = r[2];
     int p = 0;
     for (int64_t j = 0; j < len; j += 64) {
         const int8_t *w = k->w + (size_t)p * 12 * 64;
@@ -86,9 +93,9 @@ QL_AVX512 static void row(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t 
         __m512i acc[4];
         for (int q = 0; q < 4; q++) acc[q] = _mm512_loadu_si512((const void *)(off + 16 * q));
 #define LD(ptr) _mm512_loadu_si512((const void *)(ptr))
-        quad(acc, LD(r0 + j), LD(r0 + j + C), LD(r0 + j + 2 * C), LD(r1 + j), w);
-        quad(acc, LD(r1 + j + C), LD(r1 + j + 2 * C), LD(r2 + j), LD(r2 + j + C), w + 256);
-        quad(acc, LD(r2 + j + 2 * C), z, z, z, w + 512);
+        quad(acc, LD(tb[0] + j), LD(tb[1] + j), LD(tb[2] + j), LD(tb[3] + j), w);
+        quad(acc, LD(tb[4] + j), LD(tb[5] + j), LD(tb[6] + j), LD(tb[7] + j), w + 256);
+        quad(acc, LD(tb[8] + j), z, z, z, w + 512);
 #undef LD
         __m512i v[4];
         for (int q = 0; q < 4; q++) {
@@ -103,41 +110,67 @@ QL_AVX512 static void row(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t 
     }
 }
 
+/* Pads input row xr into a slot: stride 1, x_zero | row | x_zero; stride 2,
+ * the even pixels of that padded row, then (at half) the odd ones. */
+QL_AVX512 static inline void copy_pixel(uint8_t *d, const uint8_t *x, int64_t C, __mmask64 tail) {
+    int64_t b = 0;
+    for (; b + 64 <= C; b += 64) _mm512_storeu_si512((void *)(d + b), _mm512_loadu_si512((const void *)(x + b)));
+    if (b < C) _mm512_mask_storeu_epi8(d + b, tail, _mm512_maskz_loadu_epi8(tail, x + b));
+}
+
+QL_AVX512 static void fill(const ql_conv2d_shape *s, const uint8_t *xr, uint8_t zero, int64_t half,
+                           uint8_t *dst) {
+    const int64_t C = s->c, W = s->w, pw = s->pw;
+    if (s->sw == 1) {
+        memset(dst, zero, (size_t)(pw * C));
+        memcpy(dst + pw * C, xr, (size_t)(W * C));
+        memset(dst + (pw + W) * C, zero, (size_t)(pw * C + 64));
+        return;
+    }
+    const __mmask64 tail = C % 64 ? ((__mmask64)1 << (C % 64)) - 1 : 0;
+    for (int64_t q = 0; q < W + 2 * pw; q++) {   /* padded pixel q -> plane q % 2, index q / 2 */
+        uint8_t *o = dst + (q % 2) * half + q / 2 * C;
+        const int64_t iw = q - pw;
+        if (iw < 0 || iw >= W) memset(o, zero, (size_t)C);
+        else copy_pixel(o, xr + iw * C, C, tail);
+    }
+}
+
 /* Output rows [t0, t1) of the batch (task = n * OH + oh), u8 out. Each
  * thread pads the input rows it reads into a ring of three (x_zero at the
  * sides, a row of x_zero above and below the image), so consecutive output
- * rows pad one new input row each. */
+ * rows pad one (stride 1) or two (stride 2) new input rows each. */
 QL_AVX512 void ql_qdw3_rows_avx512(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t *x, int64_t t0,
                                    int64_t t1, uint8_t *y) {
     const ql_conv2d_shape *s = d->s;
-    const int64_t C = s->c, rowb = (int64_t)s->w * C, side = (int64_t)s->pw * C, prow = rowb + 2 * side;
-    const int64_t len = (int64_t)s->ow * C;
+    const int64_t C = s->c, rowb = (int64_t)s->w * C, len = (int64_t)s->ow * C;
+    const int64_t half = (s->w + 2 * s->pw + 1) / 2 * C + 64;   /* stride 2: the odd plane's offset */
     _Alignas(64) uint8_t ring[3][ROW_BYTES], zrow[ROW_BYTES];
     int64_t key[3] = {-1, -1, -1};   /* n * H + ih of the row each slot holds */
     int next = 0;
-    memset(zrow, d->x_zero, (size_t)prow + 64);
-    for (int slot = 0; slot < 3; slot++) {
-        memset(ring[slot], d->x_zero, (size_t)side);
-        memset(ring[slot] + side + rowb, d->x_zero, (size_t)side + 64);
-    }
+    memset(zrow, d->x_zero, (size_t)row_bytes(s));
     for (int64_t t = t0; t < t1; t++) {
         const int64_t n = t / s->oh;
         const int oh = (int)(t % s->oh);
-        const uint8_t *r[3];
+        const uint8_t *tb[9];
         for (int ki = 0; ki < 3; ki++) {
-            const int ih = oh - s->ph + ki;
-            if (ih < 0 || ih >= s->h) { r[ki] = zrow; continue; }
-            const int64_t want = n * s->h + ih;
-            int slot = key[0] == want ? 0 : key[1] == want ? 1 : key[2] == want ? 2 : -1;
-            if (slot < 0) {
-                /* the oldest slot: rows come in order, so it is never one this output row still reads */
-                slot = next;
-                next = (next + 1) % 3;
-                memcpy(ring[slot] + side, x + want * rowb, (size_t)rowb);
-                key[slot] = want;
+            const int ih = oh * s->sh - s->ph + ki;
+            const uint8_t *r = zrow;
+            if (ih >= 0 && ih < s->h) {
+                const int64_t want = n * s->h + ih;
+                int slot = key[0] == want ? 0 : key[1] == want ? 1 : key[2] == want ? 2 : -1;
+                if (slot < 0) {
+                    /* the oldest slot: rows come in order, so never one this output row still reads */
+                    slot = next;
+                    next = (next + 1) % 3;
+                    fill(s, x + want * rowb, (uint8_t)d->x_zero, half, ring[slot]);
+                    key[slot] = want;
+                }
+                r = ring[slot];
             }
-            r[ki] = ring[slot];
+            if (s->sw == 1) { tb[3 * ki] = r; tb[3 * ki + 1] = r + C; tb[3 * ki + 2] = r + 2 * C; }
+            else { tb[3 * ki] = r; tb[3 * ki + 1] = r + half; tb[3 * ki + 2] = r + C; }
         }
-        row(k, d, r, len, y + t * len);
+        row(k, d, tb, len, y + t * len);
     }
 }

@@ -182,7 +182,7 @@ static inline void ql_qdw_taps(const ql_qdw_args *d, const uint8_t *const *rows,
         }
     for (; t < 2 * d->npairs; t++) tap[t] = d->zrow;
 }
-/* Depthwise 3x3 at stride 1, u8 out, on AVX-512 VNNI (qconv_dw3_avx512.c):
+/* Depthwise 3x3 at stride 1 or 2, u8 out, on AVX-512 VNNI (qconv_dw3_avx512.c):
  * weights, offsets and multipliers per pattern of 64 channels-in-a-row. */
 typedef struct {
     int P;          /* patterns: chunks of 64 outputs before the channels repeat */

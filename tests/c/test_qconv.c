@@ -181,6 +181,9 @@ TEST(qconv_geometries_match_float_simulation) {
         {mk(2, 6, 5, 144, 144, 3, 3, 1, 1, 1, 144), 1, 0, 0, 200, -1, "depthwise 3x3, 144 channels (9 patterns)"},
         {mk(3, 5, 9, 16, 16, 3, 3, 1, 0, 1, 16), 0, 1, 0, 255, 7, "depthwise 3x3 unpadded, 16 channels, x_zero 255"},
         {mk(1, 4, 3, 96, 96, 3, 3, 1, 1, 1, 96), 1, 0, 0, 0, 250, "depthwise 3x3, 96 channels (3 patterns), y_zero 250"},
+        {mk(2, 9, 8, 48, 48, 3, 3, 2, 1, 1, 48), 1, 2, 0, 128, -1, "depthwise 3x3 stride 2, 48 channels (even / odd planes)"},
+        {mk(3, 8, 7, 96, 96, 3, 3, 2, 0, 1, 96), 0, 0, 0, 255, -1, "depthwise 3x3 stride 2 unpadded, odd width, 96 channels"},
+        {mk(1, 14, 14, 144, 144, 3, 3, 2, 1, 1, 144), 1, 1, 0, 3, -1, "depthwise 3x3 stride 2, 14x14x144"},
         {mk(3, 12, 12, 16, 16, 3, 3, 1, 1, 1, 1), 1, 1, 0, 128, -1, "batch 3, 432 rows (images per thread)"},
         {mk(5, 14, 14, 8, 24, 3, 3, 2, 1, 1, 1), 1, 0, 0, 0, -1, "batch 5, stride 2 (images per thread)"},
     };
