@@ -11,6 +11,7 @@
 #include "qlab/alloc.h"
 #include "qlab/ops.h"
 #include "graph/op.h"
+#include "ops/ops_internal.h"
 
 typedef struct {
     ql_wfq wfq;
@@ -96,6 +97,9 @@ static ql_status cbn_forward(ql_op_ctx *c) {
     const float *beta = ql_f32(n->params[gi + 1].value);
     float *rm = ql_f32(n->params[gi + 2].value), *rv = ql_f32(n->params[gi + 3].value);
     const float *b = a->bias ? ql_f32(n->params[p_bias(n)].value) : NULL;
+    /* the per-element loops are split over the threads: serial, they left
+     * the other thread spinning through a fifth of a QAT step */
+    #pragma omp parallel for schedule(static) if (ql_ops_parallel((int64_t)oc * per, QL_OPS_PAR_ELEMS))
     for (int o = 0; o < oc; o++) {
         p->s[o] = gamma[o] / sqrtf(rv[o] + a->eps);
         for (int64_t e = 0; e < per; e++) p->ws[o * per + e] = w[o * per + e] * p->s[o];
@@ -119,6 +123,7 @@ static ql_status cbn_forward(ql_op_ctx *c) {
             p->y0_cap = need;
         }
         conv(p, &s, c->training, ql_f32(c->x[0]), NULL, p->y0, ws);
+        #pragma omp parallel for schedule(static) if (ql_ops_parallel(m * oc, QL_OPS_PAR_ELEMS))
         for (int64_t r = 0; r < m; r++)
             for (int o = 0; o < oc; o++) p->y0[r * oc + o] = p->y0[r * oc + o] / p->s[o] + (b ? b[o] : 0.0f);
         ql_batchnorm_forward_train(m, oc, p->y0, gamma, beta, rm, rv, a->eps, a->momentum, y, p->mean, p->invstd);
@@ -130,11 +135,13 @@ static ql_status cbn_forward(ql_op_ctx *c) {
     return QL_OK;
 }
 
+// out[o] += mul[o] * column sum o of x (M, c): rows in order within each thread's block, in double
 static void colsum_add(int64_t m, int c, const float *x, float *out, const float *mul) {
-    for (int o = 0; o < c; o++) {
-        double acc = 0;
-        for (int64_t r = 0; r < m; r++) acc += x[r * c + o];
-        out[o] += (float)(acc * (mul ? mul[o] : 1.0f));
+    for (int c0 = 0; c0 < c; c0 += QL_OPS_COLS) {
+        int nb = c - c0 < QL_OPS_COLS ? c - c0 : QL_OPS_COLS;
+        double acc[QL_OPS_COLS];
+        ql_ops_col_sums(m, nb, c, x + c0, NULL, NULL, acc, NULL);
+        for (int j = 0; j < nb; j++) out[c0 + j] += (float)(acc[j] * (mul ? mul[c0 + j] : 1.0f));
     }
 }
 
@@ -163,6 +170,7 @@ static ql_status cbn_backward(ql_op_ctx *c) {
         ql_batchnorm_backward_train(m, oc, p->y0, gamma, p->mean, p->invstd, dm, d0,
                                     gg ? ql_f32(gg) : NULL, gbeta ? ql_f32(gbeta) : NULL);
         if (gb) colsum_add(m, oc, d0, ql_f32(gb), NULL);
+        #pragma omp parallel for schedule(static) if (ql_ops_parallel(m * oc, QL_OPS_PAR_ELEMS))
         for (int64_t r = 0; r < m; r++)
             for (int o = 0; o < oc; o++) d0[r * oc + o] /= p->s[o];
         dconv = d0;
@@ -186,6 +194,7 @@ static ql_status cbn_backward(ql_op_ctx *c) {
         if (!dnnl) ql_conv_weight_ohwi_to_oihw(dwp, dws, oc, ic, a->kernel[0], a->kernel[1]);
         ql_qat_weight_backward(&p->wfq, p->ws, dws);          /* d(w*s), straight-through */
         float *G = gw ? ql_f32(gw) : NULL, *Gg = gg ? ql_f32(gg) : NULL;
+        #pragma omp parallel for schedule(static) if (ql_ops_parallel((int64_t)oc * per, QL_OPS_PAR_ELEMS))
         for (int o = 0; o < oc; o++) {
             double acc = 0;
             float r = 1.0f / sqrtf(rv[o] + a->eps);

@@ -1,5 +1,6 @@
 /* Fake quantization: forward equals quantize-then-dequantize; the gradient
  * is straight-through inside the range (finite differences) and zero outside. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "test.h"
@@ -88,4 +89,39 @@ TEST(fakequant_isa_twins_agree) {
     CHECK(memcmp(a, b, N * sizeof(float)) == 0);
     CHECK(memcmp(da, db, N * sizeof(float)) == 0);
     free(x); free(a); free(b); free(dy); free(da); free(db);
+}
+
+/* The backward pass finds the in-range interval once per call instead of
+ * dividing every x: the same mask as the definition, at the edges of every
+ * code (an ulp either side), for odd scales, NaN and infinities. */
+TEST(fakequant_backward_mask_is_the_definition) {
+    static const float scales[] = {0.037f, 1e-7f, 3.0f, 0.1f, 1e30f, 0.0123457f};
+    static const int32_t ranges[][3] = {{117, 0, 255}, {0, -128, 127}, {3, 0, 15}, {255, 0, 255}, {-5, -8, 7}};
+    enum { N = 3 * 300 + 6 };
+    static float x[N], dy[N], dx[N];
+    ql_isa saved = ql_isa_active();
+    long bad = 0;
+    for (size_t si = 0; si < sizeof scales / sizeof *scales; si++)
+        for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++) {
+            float s = scales[si];
+            int32_t zp = ranges[ri][0], qmin = ranges[ri][1], qmax = ranges[ri][2];
+            int n = 0;
+            for (int k = -150; k < 150; k++) {   /* the half-way points between codes, and their neighbours */
+                float e = ((float)(k - zp) + 0.5f) * s;
+                x[n++] = e; x[n++] = nextafterf(e, -INFINITY); x[n++] = nextafterf(e, INFINITY);
+            }
+            x[n++] = NAN; x[n++] = INFINITY; x[n++] = -INFINITY; x[n++] = 0.0f; x[n++] = -0.0f; x[n++] = 1e38f;
+            for (int i = 0; i < n; i++) dy[i] = 1.0f + (float)i;
+            for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best() && isa <= QL_ISA_AVX2; isa++) {
+                ql_isa_force((ql_isa)isa);
+                ql_fake_quant_backward(n, x, s, zp, qmin, qmax, dy, dx);
+                for (int i = 0; i < n; i++) {
+                    float q = nearbyintf(x[i] / s) + (float)zp;
+                    float want = (q >= (float)qmin && q <= (float)qmax) ? dy[i] : 0.0f;
+                    if (dx[i] != want) bad++;
+                }
+            }
+        }
+    ql_isa_force(saved);
+    CHECK_MSG(bad == 0, "%ld masks differ from the definition", bad);
 }
