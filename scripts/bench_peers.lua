@@ -45,16 +45,22 @@ local cores = qlab.cpu().cores
 -- FP32 at the best FMA rate of the CPU (oneDNN's convolutions use the widest level whatever
 -- OPENBLAS_CORETYPE says); INT8 at the dot-product rate of the level qlab's INT8 kernels use.
 local fp32_basis, int8_basis = {isa = "scalar", gmacs = 0}, nil
+-- The amx level's FP32 stream is avx512's (AMX has no FP32 FMA): FP32 is named by the vector level.
+-- With INT8 at amx, the fraction of the VNNI (avx512) peak is recorded beside it: the VNNI
+-- kernels' ceiling, which AMX's tiles pass.
+local vnni_basis
 for _, l in ipairs(peak.levels) do
-  if l.fp32_gmacs > fp32_basis.gmacs then fp32_basis = {isa = l.isa, gmacs = l.fp32_gmacs} end
+  if l.isa ~= "amx" and l.fp32_gmacs > fp32_basis.gmacs then fp32_basis = {isa = l.isa, gmacs = l.fp32_gmacs} end
   if l.isa == machine.isa then int8_basis = {isa = l.isa, gmacs = l.int8_gmacs} end
+  if l.isa == "avx512" then vnni_basis = {isa = l.isa, gmacs = l.int8_gmacs} end
 end
+if machine.isa ~= "amx" then vnni_basis = nil end
 int8_basis = int8_basis or {isa = peak.levels[#peak.levels].isa, gmacs = peak.levels[#peak.levels].int8_gmacs}
 print(string.format("%s, %d cores; qlab INT8 kernels %s (best %s), OpenBLAS %s (%s), OPENBLAS_CORETYPE=%s",
   machine.cpu_model, cores, machine.isa, machine.isa_best, tostring(machine.openblas.core), tostring(machine.openblas.isa),
   tostring(machine.env.OPENBLAS_CORETYPE or "(unset)")))
-print(string.format("peak of one core: FP32 %.1f GFMA/s (%s), INT8 %.1f GMAC/s (%s)", fp32_basis.gmacs, fp32_basis.isa,
-  int8_basis.gmacs, int8_basis.isa))
+print(string.format("peak of one core: FP32 %.1f GFMA/s (%s), INT8 %.1f GMAC/s (%s)%s", fp32_basis.gmacs, fp32_basis.isa,
+  int8_basis.gmacs, int8_basis.isa, vnni_basis and string.format(", VNNI %.1f GMAC/s", vnni_basis.gmacs) or ""))
 
 -- Fraction of peak of `ips` images/s whose images take `macs` multiply-adds each.
 local function fraction(ips, macs, basis, threads)
@@ -76,7 +82,7 @@ end
 
 local train = qlab.data.fashion_mnist{split = "train"}
 local out = {machine = machine, peak = peak, cores = cores, isa = machine.isa, quick = quick,
-             basis = {fp32 = fp32_basis, int8 = int8_basis},
+             basis = {fp32 = fp32_basis, int8 = int8_basis, int8_vnni = vnni_basis},
              openblas_coretype = machine.env.OPENBLAS_CORETYPE or false,
              config = {runs_b1 = runs1, runs_b64 = runs64, warmup_b1 = warm1, warmup_b64 = warm64,
                        train_steps = train_steps, train_batch = 128, train_threads = 2,
@@ -107,9 +113,9 @@ for _, name in ipairs(models) do
   end
 
   -- one image's time at peak: INT8 MACs at the INT8 rate, the rest (FP32 stem/head) at the FMA rate
-  local function int8_fraction(ips, th)
+  local function int8_fraction(ips, th, basis)
     local t = math.max(1, math.min(th, cores))
-    local s = mi.int8 / (int8_basis.gmacs * 1e9 * t) + mi.f32 / (fp32_basis.gmacs * 1e9 * t)
+    local s = mi.int8 / ((basis or int8_basis).gmacs * 1e9 * t) + mi.f32 / (fp32_basis.gmacs * 1e9 * t)
     return ips * s
   end
   for _, th in ipairs{1, 2} do
@@ -124,6 +130,10 @@ for _, name in ipairs(models) do
       row[prec] = {b1_median_ms = t1.median, b1_p95_ms = t1.p95, b64_images_per_s = t64.images_per_s,
                    b64_median_ms = t64.median, b1_peak_fraction = frac(1e3 / t1.median),
                    b64_peak_fraction = frac(t64.images_per_s)}
+      if prec == "int8" and vnni_basis then
+        row[prec].b1_vnni_fraction = int8_fraction(1e3 / t1.median, th, vnni_basis)
+        row[prec].b64_vnni_fraction = int8_fraction(t64.images_per_s, th, vnni_basis)
+      end
       print(string.format("  %d thr %s: b1 %.3f ms (%.1f %% of peak), b64 %.0f img/s (%.1f %%)", th, prec:upper(),
         t1.median, 100 * row[prec].b1_peak_fraction, t64.images_per_s, 100 * row[prec].b64_peak_fraction))
     end

@@ -89,8 +89,8 @@ local function qlab_cell(R, key)
     return R.train[key.prec .. "_images_per_s"], R.train[key.prec .. "_peak_fraction"]
   end
   local r = by_threads(R.timings, key.threads)[key.prec]
-  if key.what == "b1" then return r.b1_median_ms, r.b1_peak_fraction end
-  return r.b64_images_per_s, r.b64_peak_fraction
+  if key.what == "b1" then return r.b1_median_ms, r.b1_peak_fraction, r.b1_vnni_fraction end
+  return r.b64_images_per_s, r.b64_peak_fraction, r.b64_vnni_fraction
 end
 
 local lower_is_better = {b1 = true, calib = true}
@@ -123,8 +123,10 @@ if Q.loadavg and Q.loadavg.start then
   emit(string.format("- load average (1 min) when qlab's part started / ended: %.2f / %.2f on %d cores "
     .. "(other jobs share the machine when it is well above 0)", Q.loadavg.start, Q.loadavg.finish or 0, Q.cores))
 end
-emit(string.format("- peak of one core (qlab.peak): FP32 %.1f GFMA/s (`%s` FMA), INT8 %.1f GMAC/s (`%s` dot product)",
-  Q.basis.fp32.gmacs, Q.basis.fp32.isa, Q.basis.int8.gmacs, Q.basis.int8.isa))
+emit(string.format("- peak of one core (qlab.peak): FP32 %.1f GFMA/s (`%s` FMA), INT8 %.1f GMAC/s (`%s` dot product)%s",
+  Q.basis.fp32.gmacs, Q.basis.fp32.isa, Q.basis.int8.gmacs, Q.basis.int8.isa,
+  Q.basis.int8_vnni and string.format("; VNNI (`avx512` vpdpbusd) %.1f GMAC/s, the second figure of the INT8 rows",
+                                      Q.basis.int8_vnni.gmacs) or ""))
 
 local notes = {}
 for _, name in ipairs((function()
@@ -159,7 +161,7 @@ for _, name in ipairs((function()
   end
   local mrows = {}
   for _, key in ipairs(rows_spec) do
-    local qv, frac = qlab_cell(R, key)
+    local qv, frac, vfrac = qlab_cell(R, key)
     local tval, tnote = torch_cell(T, key)
     local oval, onote = ort_cell(key.prec == "int8" and O.int8 or O.fp32, key)
     local best, best_name
@@ -173,9 +175,10 @@ for _, name in ipairs((function()
     local ocell = oval and fmt(oval, key.what) or (onote and ("- " .. note(onote)) or "-")
     emit(string.format("| %s | %s | %s | %s | %s | %s |", key.label, fmt(qv, key.what), tcell, ocell,
       ratio and string.format("%.2fx (%s)", ratio, best_name) or "-",
-      frac and string.format("%.1f %%", 100 * frac) or "-"))
+      frac and (string.format("%.1f %%", 100 * frac) .. (vfrac and string.format(" (VNNI %.1f %%)", 100 * vfrac) or ""))
+      or "-"))
     mrows[#mrows + 1] = {label = key.label, qlab = qv, torch = tval, ort = oval, torch_note = tnote, ort_note = onote,
-                         best_peer = best_name, ratio = ratio, peak_fraction = frac}
+                         best_peer = best_name, ratio = ratio, peak_fraction = frac, vnni_fraction = vfrac}
   end
   if #foot > 0 then
     emit("")
