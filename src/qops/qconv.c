@@ -167,7 +167,8 @@ static int image_threads(const ql_qconv *c, int n) {
     const int64_t total = (int64_t)n * s->oh * s->ow;
     int T = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)total * s->oc * (kgroup(s) + 16) < (1 << 18)) T = 1;
-    if (s->groups != 1 || T > n || (T > 1 && total / T < 32)) return 0;
+    /* fewer rows than channels: the GEMM's column split gives each thread a share of W */
+    if (s->groups != 1 || T > n || (T > 1 && (total / T < 32 || total < s->oc))) return 0;
     return T;
 }
 
