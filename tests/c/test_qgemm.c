@@ -174,6 +174,9 @@ TEST(qgemm_large_k_blocks_and_threads) {
         {.m = 3136, .n = 64, .k = 576, .a_zero = 5, .y_zero = 0, .qmin = 0, .qmax = 127, .bias = 1, .amax = 127},
         {.m = 777, .n = 96, .k = 2309, .a_zero = 64, .y_zero = 3, .qmin = 0, .qmax = 255, .fbias = 1,
          .amax = 127, .hot_row = 400},
+        /* fewer rows than columns from 64 on: the threads split the columns */
+        {.m = 64, .n = 512, .k = 1024, .a_zero = 9, .y_zero = 1, .qmin = 1, .qmax = 255, .bias = 1},
+        {.m = 97, .n = 333, .k = 300, .a_zero = 0, .y_zero = 0, .qmin = 0, .qmax = 255, .fbias = 1},
     };
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++)
         if (!cs[c].amax) cs[c].hot_row = -1;
