@@ -110,14 +110,15 @@ QL_AVX512 static void row(const ql_qdw3 *k, const ql_qdw_args *d, const uint8_t 
     }
 }
 
-/* Pads input row xr into a slot: stride 1, x_zero | row | x_zero; stride 2,
- * the even pixels of that padded row, then (at half) the odd ones. */
+// C bytes, C a multiple of 16 (tail: the mask of the bytes past the last 64)
 QL_AVX512 static inline void copy_pixel(uint8_t *d, const uint8_t *x, int64_t C, __mmask64 tail) {
     int64_t b = 0;
     for (; b + 64 <= C; b += 64) _mm512_storeu_si512((void *)(d + b), _mm512_loadu_si512((const void *)(x + b)));
     if (b < C) _mm512_mask_storeu_epi8(d + b, tail, _mm512_maskz_loadu_epi8(tail, x + b));
 }
 
+/* Pads input row xr into a slot: stride 1, x_zero | row | x_zero; stride 2,
+ * the even pixels of that padded row, then (at half) the odd ones. */
 QL_AVX512 static void fill(const ql_conv2d_shape *s, const uint8_t *xr, uint8_t zero, int64_t half,
                            uint8_t *dst) {
     const int64_t C = s->c, W = s->w, pw = s->pw;

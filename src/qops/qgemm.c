@@ -199,14 +199,14 @@ static void run(const ql_qgemm_packed *p, int64_t m, const uint8_t *a, int64_t l
     int in_place = im->kalign > 1 ? lda + p->k >= ksteps * 4 : p->k % 4 == 0 || e->a_padded;
     job j = {.p = p, .im = im, .ksteps = ksteps, .c = &c, .a = a, .m = m, .lda = lda, .ldy = ldy, .y = y,
              .es = out == QL_QOUT_U8 ? 1 : 4, .direct = im->kernel_direct && in_place && !no_direct()};
-    /* Row blocks of at most mc_max rows, as many as a multiple of the threads
-     * and spread by whole MR groups, so that every thread gets the same rows
-     * (11 blocks of 96 rows on two threads left one idle a twelfth of the time) */
-    /* From 64 rows on, with A the smaller operand, the threads split the
-     * columns instead (each reads all of A and its share of W): the last
-     * stage of ResNet-18 at batch 64, 64 rows against 512 columns, was as
-     * slow on two threads as on one when both read all of W. Below 64 rows
-     * the split above measured faster (batch 1). */
+    /* Row blocks of at most mc_max rows, spread by whole MR groups. Threads
+     * split the rows, in a multiple of the threads' blocks so that every
+     * thread gets the same rows (11 blocks of 96 rows on two threads left one
+     * idle a twelfth of the time). From 64 rows on, with A the smaller
+     * operand, they split the columns instead (each reads all of A and its
+     * share of W): ResNet-18's last stage at batch 64, 64 rows against 512
+     * columns, was as slow on two threads as on one while both read all of
+     * W. Below 64 rows the row split measured faster (batch 1). */
     j.cols = T > 1 && m >= 64 && m < p->n;
     j.groups = cdiv(m, MR);
     int64_t nmb = cdiv(m, im->mc_max);

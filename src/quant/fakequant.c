@@ -6,9 +6,9 @@
  * The baseline has to call libm's nearbyintf per element. */
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 #include "qlab/cpu.h"
 #include "qlab/fakequant.h"
+#include "float_order.h"
 
 #define PAR_MIN (1 << 15)
 #define AVX2 __attribute__((target("avx2")))
@@ -42,65 +42,41 @@
     _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")              \
     for (int64_t i = 0; i < n; i++) dx[i] = (x[i] >= a && x[i] <= b) ? dy[i] : 0.0f;
 
-/* Order-preserving map of a non-NaN float to an unsigned key, and back. */
-static inline uint32_t f2key(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-static inline float key2f(uint32_t k) {
-    uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static inline float code_of(float x, float scale, float z) { return nearbyintf(x / scale) + z; }
+/* code(x) > bound (strict) or >= bound: false at -inf, true at inf, monotonic in x */
+static inline int above(uint32_t key, float scale, float z, float bound, int strict) {
+    float q = code_of(ql_key2f(key), scale, z);
+    return strict ? q > bound : q >= bound;
+}
 
-/* The smallest key in (l, h] where pred holds, given pred(l) false, pred(h)
- * true and pred monotonic; galloping from the guess g first (the guesses
- * below are an ulp or two off), then bisecting. */
-#define FIRST_KEY(pred, l, h, g, out)                                                   \
-    do {                                                                                \
-        uint32_t l_ = (l), h_ = (h), g_ = (g);                                          \
-        if (g_ > l_ && g_ < h_) {                                                       \
-            float x = key2f(g_);                                                        \
-            if (pred) {                                                                 \
-                h_ = g_;                                                                \
-                for (uint64_t st = 1; h_ - l_ > 1; st *= 2) {                          \
-                    uint32_t c_ = h_ - l_ > st ? (uint32_t)(h_ - st) : l_ + 1;          \
-                    x = key2f(c_);                                                      \
-                    if (!(pred)) { l_ = c_; break; }                                    \
-                    h_ = c_;                                                            \
-                }                                                                       \
-            } else {                                                                    \
-                l_ = g_;                                                                \
-                for (uint64_t st = 1; h_ - l_ > 1; st *= 2) {                          \
-                    uint32_t c_ = h_ - l_ > st ? (uint32_t)(l_ + st) : h_ - 1;          \
-                    x = key2f(c_);                                                      \
-                    if (pred) { h_ = c_; break; }                                       \
-                    l_ = c_;                                                            \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
-        while (h_ - l_ > 1) {                                                           \
-            uint32_t m_ = l_ + (h_ - l_) / 2;                                           \
-            float x = key2f(m_);                                                        \
-            if (pred) h_ = m_; else l_ = m_;                                            \
-        }                                                                               \
-        (out) = h_;                                                                     \
-    } while (0)
+/* The smallest key where above() holds, galloping out from the guess g (an
+ * ulp or two off) to bracket it, then bisecting. */
+static uint32_t first_key(float scale, float z, float bound, int strict, uint32_t g) {
+    uint32_t l = ql_f2key(-INFINITY), h = ql_f2key(INFINITY);   /* above(l) false, above(h) true */
+    if (g > l && g < h) {
+        int up = !above(g, scale, z, bound, strict);
+        if (up) l = g; else h = g;
+        for (uint64_t st = 1; h - l > 1; st *= 2) {
+            uint32_t c = up ? (h - l > st ? (uint32_t)(l + st) : h - 1) : (h - l > st ? (uint32_t)(h - st) : l + 1);
+            int a = above(c, scale, z, bound, strict);
+            if (a) h = c; else l = c;
+            if (a == up) break;   /* crossed: [l, h] brackets the edge */
+        }
+    }
+    while (h - l > 1) {
+        uint32_t m = l + (h - l) / 2;
+        if (above(m, scale, z, bound, strict)) h = m; else l = m;
+    }
+    return h;
+}
 
 /* [*a, *b]: the floats whose code lies in [qmin, qmax], for a finite scale
  * > 0 (code(-inf) = -inf, code(inf) = inf: both ends exist; an empty set
  * gives a > b). */
 static void range_of(float scale, int32_t zp, int32_t qmin, int32_t qmax, float *a, float *b) {
     const float lo = (float)qmin, hi = (float)qmax, z = (float)zp;
-    const uint32_t kmin = f2key(-INFINITY), kmax = f2key(INFINITY);
-    uint32_t ka, kb;
-    FIRST_KEY(code_of(x, scale, z) >= lo, kmin, kmax, f2key((lo - z - 0.5f) * scale), ka);
-    FIRST_KEY(code_of(x, scale, z) > hi, kmin, kmax, f2key((hi - z + 0.5f) * scale), kb);
-    *a = key2f(ka);
-    *b = key2f(kb - 1);   /* the last key whose code is <= hi */
+    *a = ql_key2f(first_key(scale, z, lo, 0, ql_f2key((lo - z - 0.5f) * scale)));
+    *b = ql_key2f(first_key(scale, z, hi, 1, ql_f2key((hi - z + 0.5f) * scale)) - 1);   /* last code <= hi */
 }
 
 static void fq_plain(int64_t n, const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float *y) {

@@ -15,6 +15,7 @@
 #include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
+#include "float_order.h"
 #include "observer_impl.h"
 
 #define UPSAMPLE 128          /* torch's upsample_rate */
@@ -65,30 +66,19 @@ static inline int64_t histc_pos(float x, float L, float D, float nbf, int nb) {
     return (int64_t)q;
 }
 
-/* Order-preserving map of a (non-NaN) float to an unsigned key, and back. */
-static inline uint32_t f2key(float f) {
-    uint32_t u; memcpy(&u, &f, 4);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-static inline float key2f(uint32_t k) {
-    uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
-    float f; memcpy(&f, &u, 4);
-    return f;
-}
-
 /* thr[k] = smallest float in [L, R] that histc puts in a bin >= k (k = 1..nb-1). */
 static void build_thresholds(ql_hist *h, float L, float R) {
     int nb = h->bins;
     float D = R - L, nbf = (float)nb;
-    uint32_t lo = f2key(L), hi = f2key(R);
+    uint32_t lo = ql_f2key(L), hi = ql_f2key(R);
     h->thr[0] = L;
     for (int k = 1; k < nb; k++) {
         uint32_t a = lo, b = hi;           /* pos(a) < k <= pos(b) */
         while (b - a > 1) {
             uint32_t m = a + (b - a) / 2;
-            if (histc_pos(key2f(m), L, D, nbf, nb) >= k) b = m; else a = m;
+            if (histc_pos(ql_key2f(m), L, D, nbf, nb) >= k) b = m; else a = m;
         }
-        h->thr[k] = key2f(b);
+        h->thr[k] = ql_key2f(b);
         lo = a;                            /* thresholds increase with k */
     }
     h->thr[nb] = INFINITY;
