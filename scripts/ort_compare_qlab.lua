@@ -62,7 +62,8 @@ elseif mode == "parity" then
     if n.op == "quantize" or (n.op:sub(1, 1) == "q" and n.op ~= "quantize") then
       local sname = simnames[n.name .. ".quantize"] and n.name .. ".quantize" or n.name
       local a, s = kern:activation(n.name), simnames[sname] and sim:activation(sname)
-      if a and s then
+      -- uint8 values only: a q-op that ends in f32 (the last linear, say) has no codes
+      if a and s and a:dtype() == "u8" and s:dtype() == "u8" then
         write_codes(string.format("%s/%d.kern", dir, k), a)
         write_codes(string.format("%s/%d.sim", dir, k), s)
         man[#man + 1] = {k = k, name = n.name, op = n.op, shape = a:shape()}
