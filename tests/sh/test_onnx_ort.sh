@@ -35,6 +35,7 @@ m:prepare{default = qlab.qconfig{activation = qlab.qconfig.default().activation,
 qlab.calibrate(m, qlab.data.fashion_mnist{split = "train"}:loader{batch = 32, shuffle = true, batches = 20})
 m:convert()
 m:save(dir .. "/int8w7.onnx")
+m:save(dir .. "/int8w7.qlm")
 LUA
 if ! "$QLAB" --script "$tmp/ptq.lua" "$tmp"; then
     echo "FAIL test_onnx_ort: making the models"; echo "0 passed, 1 failed"; exit 1
@@ -58,5 +59,15 @@ for m in fp32 int8w7 int8 lstm; do
         echo "FAIL $m: ORT and qlab top-1 differ by more than 0.1 point"; cat "$tmp/$m.log"; failed=$((failed + 1))
     fi
 done
+# code by code: ORT's INT8 kernels against qlab's on the 7-bit-weight model
+if scripts/ort_compare --parity "$tmp/int8w7.qlm" --batch 16 --qlab "$QLAB" --json "$tmp/parity.json" >"$tmp/parity.log" 2>&1 &&
+   node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1]));
+            const bad = r.nodes.filter((n) => !n.ko || n.ko.max > 1);
+            console.log(`  parity: ${r.nodes.length} uint8 values, largest ORT-vs-kernels gap ${Math.max(...r.nodes.map((n) => n.ko ? n.ko.max : 1e9))} LSB`);
+            process.exit(r.nodes.length >= 5 && bad.length === 0 ? 0 : 1)' "$tmp/parity.json"; then
+    echo "ok   parity: ORT's codes within 1 LSB of qlab's kernels at every node"; passed=$((passed + 1))
+else
+    echo "FAIL parity: ORT's codes differ from qlab's kernels"; cat "$tmp/parity.log"; failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
