@@ -31,6 +31,7 @@
 #include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
+#include "qlab/cpu.h"
 #include "observer_impl.h"
 
 #define PAR_MIN (1 << 16)
@@ -221,16 +222,47 @@ int ql_observer_frozen(const ql_observer *o) { return o->frozen; }
 int64_t ql_observer_count(const ql_observer *o) { return o->count; }
 int ql_observer_channels(const ql_observer *o) { return o->opts.per_channel ? o->nch : 1; }
 
-/* min / max of x[n]; returns the number of non-finite values (0: all finite). */
-static int64_t minmax_pass(const float *x, int64_t n, float *pmn, float *pmx) {
+/* min / max and the count of non-finite values of x[n], written to vectorize
+ * (min and max are exact in any order); compiled for the baseline and AVX2. */
+static inline __attribute__((always_inline)) void minmax_body(const float *x, int64_t n, float *pmn,
+                                                              float *pmx, int64_t *pbad) {
     float mn = x[0], mx = x[0];
     int64_t bad = 0;
-    #pragma omp parallel for reduction(min:mn) reduction(max:mx) reduction(+:bad) if (n > PAR_MIN)
+    #pragma omp simd reduction(min:mn) reduction(max:mx) reduction(+:bad)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
         bad += !(fabsf(v) <= FLT_MAX);
+    }
+    *pmn = mn; *pmx = mx; *pbad = bad;
+}
+static void minmax_base(const float *x, int64_t n, float *mn, float *mx, int64_t *bad) {
+    minmax_body(x, n, mn, mx, bad);
+}
+__attribute__((target("avx2"))) static void minmax_avx2(const float *x, int64_t n, float *mn, float *mx,
+                                                         int64_t *bad) {
+    minmax_body(x, n, mn, mx, bad);
+}
+
+/* min / max of x[n]; returns the number of non-finite values (0: all finite). */
+static int64_t minmax_pass(const float *x, int64_t n, float *pmn, float *pmx) {
+    void (*f)(const float *, int64_t, float *, float *, int64_t *) =
+        ql_isa_active() >= QL_ISA_AVX2 ? minmax_avx2 : minmax_base;
+    float mn = x[0], mx = x[0];
+    int64_t bad = 0;
+    #pragma omp parallel reduction(min:mn) reduction(max:mx) reduction(+:bad) if (n > PAR_MIN)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        if (i1 > i0) {
+            float a, b;
+            int64_t c;
+            f(x + i0, i1 - i0, &a, &b, &c);
+            mn = a < mn ? a : mn;
+            mx = b > mx ? b : mx;
+            bad += c;
+        }
     }
     *pmn = mn; *pmx = mx;
     return bad;
@@ -330,7 +362,10 @@ ql_status ql_observer_observe(ql_observer *o, const ql_tensor *x) {
     if (o->frozen) return QL_OK;
     const float *p = ql_f32(x);
     float xmin, xmax;
-    int64_t nbad = minmax_pass(p, x->numel, &xmin, &xmax);
+    int64_t nbad = 0;
+    int done = -1;      /* the histogram's one-pass route for a batch inside its range */
+    if (!o->opts.per_channel) QL_TRY(ql_hist_observe_scan(&o->hist, p, x->numel, &xmin, &xmax, &nbad, &done));
+    if (done < 0) nbad = minmax_pass(p, x->numel, &xmin, &xmax);
     if (nbad) return bad_values(o, p, x->numel, nbad);
     float cmin = o->hist.init ? fminf(xmin, o->hist.lo) : xmin, cmax = o->hist.init ? fmaxf(xmax, o->hist.hi) : xmax;
     if (!isfinite(cmax - cmin))
@@ -339,7 +374,7 @@ ql_status ql_observer_observe(ql_observer *o, const ql_tensor *x) {
     if (o->opts.per_channel) {
         QL_TRY(observe_per_channel(o, x, xmin, xmax));
     } else {
-        QL_TRY(ql_hist_observe(&o->hist, p, x->numel, xmin, xmax));
+        if (done != 1) QL_TRY(ql_hist_observe(&o->hist, p, x->numel, xmin, xmax));
         if (!o->nch) { o->mn[0] = xmin; o->mx[0] = xmax; }
         else if (o->opts.kind == QL_OBS_MOVING_AVG) {
             float c = o->opts.averaging_constant;

@@ -7,15 +7,14 @@
  * histogram count) on 150 random multi-batch sequences, both counting modes.
  *
  * Counting (torch.histc): bin = (int64)((x - L) / (R - L) * bins), x == R in
- * the last bin, values outside [L, R] dropped. That map is monotone in x, so
- * each bin is an interval of floats: we find the interval ends once per (L, R)
- * by bisection (thr[]), and count each element with one multiply and a
- * correction compare against thr — the same bins as torch's division. */
+ * the last bin, values outside [L, R] dropped; computed with that division,
+ * vectorized, so the bins are torch's by construction. */
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
-#include "float_order.h"
+#include "qlab/cpu.h"
 #include "observer_impl.h"
 
 #define UPSAMPLE 128          /* torch's upsample_rate */
@@ -27,8 +26,7 @@ ql_status ql_hist_init(ql_hist *h, int bins, int compat113) {
     h->compat113 = compat113;
     h->counts = ql_calloc((size_t)bins * sizeof(float));
     h->scratch = ql_calloc((size_t)bins * sizeof(float));
-    h->thr = ql_calloc(((size_t)bins + 1) * sizeof(float));
-    if (!h->counts || !h->scratch || !h->thr) {
+    if (!h->counts || !h->scratch) {
         ql_hist_free(h);
         return ql_error(QL_ENOMEM, "observer: no memory for a %d-bin histogram", bins);
     }
@@ -38,8 +36,7 @@ ql_status ql_hist_init(ql_hist *h, int bins, int compat113) {
 void ql_hist_free(ql_hist *h) {
     ql_free(h->counts);
     ql_free(h->scratch);
-    ql_free(h->thr);
-    h->counts = h->scratch = h->thr = NULL;
+    h->counts = h->scratch = NULL;
 }
 
 void ql_hist_reset(ql_hist *h) {
@@ -51,83 +48,107 @@ void ql_hist_reset(ql_hist *h) {
 
 ql_status ql_hist_copy(ql_hist *dst, const ql_hist *src) {
     QL_TRY(ql_hist_init(dst, src->bins, src->compat113));
-    float *c = dst->counts, *s = dst->scratch, *t = dst->thr;
+    float *c = dst->counts, *s = dst->scratch;
     *dst = *src;
-    dst->counts = c; dst->scratch = s; dst->thr = t;
+    dst->counts = c; dst->scratch = s;
     memcpy(c, src->counts, (size_t)src->bins * sizeof(float));
-    memcpy(t, src->thr, ((size_t)src->bins + 1) * sizeof(float));
     return QL_OK;
 }
 
-/* torch.histc's bin of x for edges [L, L + D], bins nb; nb means "past the end". */
-static inline int64_t histc_pos(float x, float L, float D, float nbf, int nb) {
-    float q = (x - L) / D * nbf;
-    if (!(q < nbf)) return nb;
-    return (int64_t)q;
-}
+/* Bins of x[n] for edges [L, R] (L < R) into idx[n], nb for "outside": torch's
+ * formula, (int64)((x - L) / (R - L) * bins), x == R (and anything the
+ * rounding lifts to bins) in the last bin; and, in the same pass, x's min, max
+ * and count of non-finite values. Written to vectorize: a vector division is
+ * the same IEEE operation as torch's scalar one, and min / max are exact in
+ * any order, so the baseline and the AVX2 build give the same results. */
+typedef struct { float mn, mx; int64_t bad; } scan_stats;
 
-/* thr[k] = smallest float in [L, R] that histc puts in a bin >= k (k = 1..nb-1). */
-static void build_thresholds(ql_hist *h, float L, float R) {
-    int nb = h->bins;
-    float D = R - L, nbf = (float)nb;
-    uint32_t lo = ql_f2key(L), hi = ql_f2key(R);
-    h->thr[0] = L;
-    for (int k = 1; k < nb; k++) {
-        uint32_t a = lo, b = hi;           /* pos(a) < k <= pos(b) */
-        while (b - a > 1) {
-            uint32_t m = a + (b - a) / 2;
-            if (histc_pos(ql_key2f(m), L, D, nbf, nb) >= k) b = m; else a = m;
-        }
-        h->thr[k] = ql_key2f(b);
-        lo = a;                            /* thresholds increase with k */
+static inline __attribute__((always_inline)) void bin_body(const float *x, int n, float L, float R, int nb,
+                                                           uint32_t *idx, scan_stats *st) {
+    float D = R - L, nbf = (float)nb, top = (float)(nb - 1);
+    float mn = st->mn, mx = st->mx;
+    int bad = 0;       /* n <= a block: 32-bit lanes */
+    #pragma omp simd reduction(min:mn) reduction(max:mx) reduction(+:bad)
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        float q = (v - L) / D * nbf;
+        q = q < top ? q : top;
+        q = q > 0.0f ? q : 0.0f;
+        idx[i] = (uint32_t)(v >= L && v <= R ? (int)q : nb);
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        bad += !(fabsf(v) <= FLT_MAX);
     }
-    h->thr[nb] = INFINITY;
-    h->thr_lo = L; h->thr_hi = R; h->thr_valid = 1;
+    st->mn = mn; st->mx = mx; st->bad += bad;
+}
+static void bin_base(const float *x, int n, float L, float R, int nb, uint32_t *idx, scan_stats *st) {
+    bin_body(x, n, L, R, nb, idx, st);
+}
+__attribute__((target("avx2"))) static void bin_avx2(const float *x, int n, float L, float R, int nb,
+                                                      uint32_t *idx, scan_stats *st) {
+    bin_body(x, n, L, R, nb, idx, st);
 }
 
-/* out[bins] := torch.histc(x, bins, min=L, max=R) (L < R, floats). */
-static ql_status histc(ql_hist *h, const float *x, int64_t n, float L, float R, float *out) {
-    int nb = h->bins;
-    if (!h->thr_valid || h->thr_lo != L || h->thr_hi != R) build_thresholds(h, L, R);
-    const float *thr = h->thr;
-    float inv = (float)nb / (R - L);
+/* out[bins] := torch.histc(x, bins, min=L, max=R) (L < R, floats); st: x's
+ * extrema and non-finite count (NULL: not wanted). */
+static ql_status histc(ql_hist *h, const float *x, int64_t n, float L, float R, float *out, scan_stats *st) {
+    enum { BLK = 512 };
+    int nb = h->bins, stride = nb + 1;   /* slot nb: values outside [L, R] */
+    /* four interleaved copies: runs of one bin (ReLU's zeros) would otherwise
+     * chain every increment through one memory slot */
+    int copies = nb <= 8192 ? 4 : 1;
     int nt = n > PAR_MIN ? omp_get_max_threads() : 1;
-    uint32_t *loc = ql_calloc((size_t)nt * nb * sizeof(uint32_t));
+    void (*bin_block)(const float *, int, float, float, int, uint32_t *, scan_stats *) =
+        ql_isa_active() >= QL_ISA_AVX2 ? bin_avx2 : bin_base;
+    float mn = x[0], mx = x[0];
+    int64_t bad = 0;
+    uint32_t *loc = ql_calloc((size_t)nt * copies * stride * sizeof(uint32_t));
     if (!loc) return ql_error(QL_ENOMEM, "observer: no memory for histogram counts");
-    #pragma omp parallel num_threads(nt) if (nt > 1)
+    #pragma omp parallel num_threads(nt) if (nt > 1) reduction(min:mn) reduction(max:mx) reduction(+:bad)
     {
-        uint32_t *c = loc + (size_t)omp_get_thread_num() * nb;
-        #pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            if (!(v >= L && v <= R)) continue;
-            int k = (int)((v - L) * inv);
-            k = k > nb - 1 ? nb - 1 : k;
-            k = k < 0 ? 0 : k;
-            /* the multiply is off by at most one bin (4 roundings: |error| <
-             * bins * 2.4e-7 < 1): fix it branch-free, both compares independent;
-             * thr[0] = L and thr[nb] = inf keep k in range */
-            int up = v >= thr[k + 1], down = v < thr[k];
-            c[k + up - down]++;
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        scan_stats my = {x[0], x[0], 0};
+        uint32_t *c = loc + (size_t)t * copies * stride;
+        uint32_t idx[BLK];
+        int64_t nblk = (n + BLK - 1) / BLK, b0 = nblk * t / nth, b1 = nblk * (t + 1) / nth;
+        for (int64_t b = b0; b < b1; b++) {
+            int64_t i0 = b * BLK;
+            int m = (int)(n - i0 < BLK ? n - i0 : BLK), i = 0;
+            bin_block(x + i0, m, L, R, nb, idx, &my);
+            if (copies == 4)
+                for (; i + 4 <= m; i += 4) {
+                    c[idx[i]]++;
+                    c[stride + idx[i + 1]]++;
+                    c[2 * stride + idx[i + 2]]++;
+                    c[3 * stride + idx[i + 3]]++;
+                }
+            for (; i < m; i++) c[idx[i]]++;
         }
+        mn = my.mn < mn ? my.mn : mn;
+        mx = my.mx > mx ? my.mx : mx;
+        bad += my.bad;
     }
+    if (st) { st->mn = mn; st->mx = mx; st->bad = bad; }
     for (int j = 0; j < nb; j++) {
         uint64_t s = 0;
-        for (int t = 0; t < nt; t++) s += loc[(size_t)t * nb + j];
+        for (int t = 0; t < nt * copies; t++) s += loc[(size_t)t * stride + j];
         out[j] = (float)s;
     }
     ql_free(loc);
     return QL_OK;
 }
 
-/* The counting edges torch uses for a histogram of [lo, hi] (xmin/xmax: the batch). */
-static void histc_edges(const ql_hist *h, float lo, float hi, float xmin, float xmax, float *L, float *R) {
+/* The counting edges torch uses for a histogram of [lo, hi] (xmin/xmax: the
+ * batch); returns 1 when they are the batch's own (a degenerate [lo, hi]). */
+static int histc_edges(const ql_hist *h, float lo, float hi, float xmin, float xmax, float *L, float *R) {
     double l = lo, r = hi;
+    int own = 0;
     if (h->compat113) { l = trunc(l); r = trunc(r); }   /* torch 1.13: min=int(min_val) */
-    if (l == r) { l = xmin; r = xmax; }
+    if (l == r) { l = xmin; r = xmax; own = 1; }
     if (l == r) { l -= 1; r += 1; }
     *L = (float)l; *R = (float)r;
     if (!(*L < *R)) *R = nextafterf(*L, INFINITY);    /* huge values: keep L < R */
+    return own;
 }
 
 void ql_hist_add_interval(double *out, int nb, double lo, double hi, double a, double b, double c) {
@@ -168,31 +189,42 @@ static void combine(int nb, const float *old, float *fresh, int64_t ds, int64_t 
     }
 }
 
-ql_status ql_hist_observe(ql_hist *h, const float *x, int64_t n, float xmin, float xmax) {
+/* How a batch with extrema xmin, xmax enters a histogram that has data:
+ * torch's _adjust_min_max (in float32, as torch) and the counting edges. */
+typedef struct {
+    float cmin, cmax, L, R;
+    int64_t ds, start;
+    int torch_rule;     /* 0: a range ratio torch could not handle */
+    int own_edges;      /* the edges are the batch's extrema */
+} hist_step;
+
+static void plan_step(const ql_hist *h, float xmin, float xmax, hist_step *s) {
     int nb = h->bins;
-    float L, R;
-    if (!h->init || h->lo == h->hi) {       /* first batch, or only one value so far */
-        histc_edges(h, xmin, xmax, xmin, xmax, &L, &R);
-        QL_TRY(histc(h, x, n, L, R, h->counts));
-        h->lo = xmin; h->hi = xmax; h->init = 1;
-        return QL_OK;
-    }
-    float cmin = fminf(xmin, h->lo), cmax = fmaxf(xmax, h->hi);
-    /* _adjust_min_max, in float32 as torch */
+    s->cmin = fminf(xmin, h->lo);
+    s->cmax = fmaxf(xmax, h->hi);
     float hbw = (h->hi - h->lo) / (float)(nb * UPSAMPLE);
     float span = (float)nb * hbw;
-    float ratio = ceilf((cmax - cmin) / span);
-    if (hbw > 0 && isfinite(ratio) && ratio >= 1 && ratio <= (float)(1 << 24)) {
-        int64_t ds = (int64_t)ratio;
-        float e = (float)ds * span - (cmax - cmin);
-        cmax = cmax + e;
-        int64_t start = (int64_t)nearbyintf((h->lo - cmin) / hbw);
-        histc_edges(h, cmin, cmax, xmin, xmax, &L, &R);
-        QL_TRY(histc(h, x, n, L, R, h->scratch));
-        if (cmin == h->lo && cmax == h->hi) {
+    float ratio = ceilf((s->cmax - s->cmin) / span);
+    s->torch_rule = hbw > 0 && isfinite(ratio) && ratio >= 1 && ratio <= (float)(1 << 24);
+    s->ds = s->start = 0;
+    if (s->torch_rule) {
+        s->ds = (int64_t)ratio;
+        float e = (float)s->ds * span - (s->cmax - s->cmin);
+        s->cmax = s->cmax + e;
+        s->start = (int64_t)nearbyintf((h->lo - s->cmin) / hbw);
+    }
+    s->own_edges = histc_edges(h, s->cmin, s->cmax, xmin, xmax, &s->L, &s->R);
+}
+
+/* Merges the batch's counts (h->scratch, counted over s->L..s->R) into the
+ * histogram, which then covers [s->cmin, s->cmax]. */
+static ql_status merge_step(ql_hist *h, const hist_step *s) {
+    int nb = h->bins;
+    if (s->torch_rule) {
+        if (s->cmin == h->lo && s->cmax == h->hi) {
             for (int k = 0; k < nb; k++) h->scratch[k] = h->scratch[k] + h->counts[k];
         } else {
-            combine(nb, h->counts, h->scratch, ds, start);
+            combine(nb, h->counts, h->scratch, s->ds, s->start);
         }
     } else {
         /* a range ratio torch could not handle (it would allocate bins * ratio
@@ -201,15 +233,45 @@ ql_status ql_hist_observe(ql_hist *h, const float *x, int64_t n, float xmin, flo
         if (!tmp) return ql_error(QL_ENOMEM, "observer: no memory to rebin a histogram");
         double ow = ((double)h->hi - h->lo) / nb;
         for (int k = 0; k < nb; k++)
-            ql_hist_add_interval(tmp, nb, cmin, cmax, h->lo + k * ow, h->lo + (k + 1) * ow, h->counts[k]);
-        histc_edges(h, cmin, cmax, xmin, xmax, &L, &R);
-        ql_status s = histc(h, x, n, L, R, h->scratch);
-        for (int k = 0; k < nb && s == QL_OK; k++) h->scratch[k] += (float)tmp[k];
+            ql_hist_add_interval(tmp, nb, s->cmin, s->cmax, h->lo + k * ow, h->lo + (k + 1) * ow, h->counts[k]);
+        for (int k = 0; k < nb; k++) h->scratch[k] += (float)tmp[k];
         ql_free(tmp);
-        QL_TRY(s);
     }
     float *t = h->counts; h->counts = h->scratch; h->scratch = t;
-    h->lo = cmin; h->hi = cmax;
+    h->lo = s->cmin; h->hi = s->cmax;
+    return QL_OK;
+}
+
+ql_status ql_hist_observe(ql_hist *h, const float *x, int64_t n, float xmin, float xmax) {
+    if (!h->init || h->lo == h->hi) {       /* first batch, or only one value so far */
+        float L, R;
+        histc_edges(h, xmin, xmax, xmin, xmax, &L, &R);
+        QL_TRY(histc(h, x, n, L, R, h->counts, NULL));
+        h->lo = xmin; h->hi = xmax; h->init = 1;
+        return QL_OK;
+    }
+    hist_step s;
+    plan_step(h, xmin, xmax, &s);
+    QL_TRY(histc(h, x, n, s.L, s.R, h->scratch, NULL));
+    return merge_step(h, &s);
+}
+
+ql_status ql_hist_observe_scan(ql_hist *h, const float *x, int64_t n, float *xmin, float *xmax, int64_t *nbad,
+                               int *done) {
+    *done = -1;
+    if (!h->init || h->lo == h->hi) return QL_OK;
+    /* the step of a batch inside [lo, hi] does not depend on its extrema,
+     * unless the edges would be the batch's own */
+    hist_step s;
+    plan_step(h, h->lo, h->hi, &s);
+    if (s.own_edges) return QL_OK;
+    scan_stats st;
+    QL_TRY(histc(h, x, n, s.L, s.R, h->scratch, &st));
+    *xmin = st.mn; *xmax = st.mx; *nbad = st.bad;
+    *done = 0;
+    if (st.bad || st.mn < h->lo || st.mx > h->hi) return QL_OK;
+    QL_TRY(merge_step(h, &s));
+    *done = 1;
     return QL_OK;
 }
 

@@ -18,12 +18,6 @@ typedef struct {
     float lo, hi;          /* torch's min_val / max_val (hi may carry the combine's extension) */
     float *counts;         /* (bins,) */
     float *scratch;        /* (bins,) the new batch's counts */
-    /* histc bin thresholds for the last counting edges: thr[k] = smallest float
-     * that torch's histc puts in bin >= k (k = 1..bins-1), so counting is one
-     * multiply plus a correction compare per element, and exact */
-    float *thr;            /* (bins + 1,) */
-    float thr_lo, thr_hi;
-    int thr_valid;
 } ql_hist;
 
 ql_status ql_hist_init(ql_hist *h, int bins, int compat113);
@@ -32,6 +26,13 @@ void      ql_hist_reset(ql_hist *h);
 ql_status ql_hist_copy(ql_hist *dst, const ql_hist *src);   /* dst initialised or zeroed */
 /* Adds x[n] (finite, xmin/xmax its extrema) as torch's HistogramObserver.forward. */
 ql_status ql_hist_observe(ql_hist *h, const float *x, int64_t n, float xmin, float xmax);
+/* One pass over x[n] that finds its extrema and non-finite count and, when x
+ * lies inside the histogram's range (most batches after the first few), adds
+ * its counts as ql_hist_observe would: *done = 1. *done = 0: extrema found but
+ * nothing changed (x widens the range or is not finite: the caller checks and
+ * calls ql_hist_observe); *done = -1: nothing scanned (no range yet). */
+ql_status ql_hist_observe_scan(ql_hist *h, const float *x, int64_t n, float *xmin, float *xmax, int64_t *nbad,
+                               int *done);
 /* torch's _non_linear_param_search: L2-optimal [lo, hi] over the histogram. */
 ql_status ql_hist_l2_search(const ql_hist *h, int dst_nbins, float *lo, float *hi);
 
