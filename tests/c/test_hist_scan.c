@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include "test.h"
 #include "qlab/alloc.h"
+#include "qlab/cpu.h"
 #include "qlab/rng.h"
 #include "quant/observer_impl.h"
 
@@ -92,4 +93,41 @@ TEST(hist_scan_needs_a_range) {
     CHECK(ql_hist_observe(&h, x, 4, 2, 2) == QL_OK);
     CHECK(ql_hist_observe_scan(&h, x, 4, &mn, &mx, &bad, &done) == QL_OK && done == -1);
     ql_hist_free(&h);
+}
+
+/* The AVX2 build of the counting pass against the baseline's, on data with
+ * long runs in both end bins, values on the edges, values outside the
+ * counting range and block tails of every length. */
+TEST(hist_avx2_matches_baseline) {
+    if (ql_isa_best() < QL_ISA_AVX2) return;
+    ql_isa prev = ql_isa_active();
+    const int64_t sizes[] = {1, 7, 8, 9, 517, 4099, 3 << 16};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int64_t n = sizes[si];
+        float *x = malloc((size_t)n * sizeof(float));
+        ql_hist h[2];
+        for (int v = 0; v < 2; v++) {
+            ql_isa_force(v == 0 ? QL_ISA_SCALAR : QL_ISA_AVX2);
+            ql_seed(77);
+            CHECK(ql_hist_init(&h[v], 2048, 0) == QL_OK);
+            ql_hist_reset(&h[v]);
+            for (int k = 0; k < 12; k++) {
+                fill(x, n, k);
+                for (int64_t i = 0; i < n; i += 97) x[i] = i % 2 ? 0.0f : 6.0f;   /* more runs */
+                float mn, mx;
+                int64_t bad;
+                int done;
+                CHECK(ql_hist_observe_scan(&h[v], x, n, &mn, &mx, &bad, &done) == QL_OK);
+                if (done == 0) ql_hist_observe(&h[v], x, n, mn, mx);
+                else if (done < 0) two_pass(&h[v], x, n);
+            }
+        }
+        int diff = 0;
+        for (int j = 0; j < 2048; j++) diff += h[0].counts[j] != h[1].counts[j];
+        CHECK_MSG(diff == 0 && h[0].lo == h[1].lo && h[0].hi == h[1].hi,
+                  "n %lld: %d bins differ between the baseline and AVX2", (long long)n, diff);
+        ql_hist_free(&h[0]); ql_hist_free(&h[1]);
+        free(x);
+    }
+    ql_isa_force(prev);
 }
