@@ -25,17 +25,9 @@ QL_AVX2 static inline void epilogue8(const ql_qdw_args *d, __m256i acc, int c, v
  * read zrow (x_zero), which off cancels too: the same integers as the scalar
  * loop. In-lane unpacks leave channels 0-3, 8-11 in lo and 4-7, 12-15 in hi
  * (the weights were packed in that order); two lane swaps restore them. */
-QL_AVX2 static inline __attribute__((always_inline)) void block16(const ql_qdw_args *d, const uint8_t *const *tap,
-                                                                  int c0, const int16_t *wp, int64_t wstep,
-                                                                  int npairs, void *y) {
-    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-    #pragma GCC unroll 8
-    for (int p = 0; p < npairs; p++, wp += wstep) {
-        __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p] + c0)));
-        __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p + 1] + c0)));
-        lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), _mm256_loadu_si256((const __m256i *)wp)));
-        hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), _mm256_loadu_si256((const __m256i *)(wp + 16))));
-    }
+/* lo / hi: the 16 sums of block16's lane order -> requantized (or f32) y[c0..c0+16) */
+QL_AVX2 static inline __attribute__((always_inline)) void finish16(const ql_qdw_args *d, __m256i lo, __m256i hi,
+                                                                   int c0, void *y) {
     __m256i c07 = _mm256_permute2x128_si256(lo, hi, 0x20), c8f = _mm256_permute2x128_si256(lo, hi, 0x31);
     c07 = _mm256_add_epi32(c07, _mm256_loadu_si256((const __m256i *)(d->off + c0)));
     c8f = _mm256_add_epi32(c8f, _mm256_loadu_si256((const __m256i *)(d->off + c0 + 8)));
@@ -55,6 +47,50 @@ QL_AVX2 static inline __attribute__((always_inline)) void block16(const ql_qdw_a
     q = _mm256_permute4x64_epi64(q, 0xD8);    /* the packs interleave 128-bit lanes: channels back in order */
     _mm_storeu_si128((__m128i *)((uint8_t *)y + c0),
                      _mm_packus_epi16(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)));
+}
+
+
+QL_AVX2 static inline __attribute__((always_inline)) void block16(const ql_qdw_args *d, const uint8_t *const *tap,
+                                                                  int c0, const int16_t *wp, int64_t wstep,
+                                                                  int npairs, void *y) {
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    #pragma GCC unroll 8
+    for (int p = 0; p < npairs; p++, wp += wstep) {
+        __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p] + c0)));
+        __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tap[2 * p + 1] + c0)));
+        lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), _mm256_loadu_si256((const __m256i *)wp)));
+        hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), _mm256_loadu_si256((const __m256i *)(wp + 16))));
+    }
+    finish16(d, lo, hi, c0, y);
+}
+
+/* Two neighbouring pixels of a 3x3 kernel whose taps are all inside the
+ * image (the second's taps are the first's + step bytes), 16 channels: each
+ * weight pair is loaded once for both and the four sums are independent;
+ * the ninth tap's partner is zero (its weight is zero too). */
+QL_AVX2 static inline __attribute__((always_inline)) void block16x2_3x3(const ql_qdw_args *d, const uint8_t *const *tap,
+                                                                        int64_t step, int c0, const int16_t *wp,
+                                                                        int64_t wstep, void *y0, void *y1) {
+    __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+    #pragma GCC unroll 8
+    for (int p = 0; p < 5; p++, wp += wstep) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)wp), w1 = _mm256_loadu_si256((const __m256i *)(wp + 16));
+        const uint8_t *ta = tap[2 * p] + c0;
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)ta));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(ta + step)));
+        __m256i b0 = _mm256_setzero_si256(), b1 = b0;
+        if (p < 4) {
+            const uint8_t *tb = tap[2 * p + 1] + c0;
+            b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)tb));
+            b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tb + step)));
+        }
+        lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(_mm256_unpacklo_epi16(a0, b0), w0));
+        hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(_mm256_unpackhi_epi16(a0, b0), w1));
+        lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(_mm256_unpacklo_epi16(a1, b1), w0));
+        hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(_mm256_unpackhi_epi16(a1, b1), w1));
+    }
+    finish16(d, lo0, hi0, c0, y0);
+    finish16(d, lo1, hi1, c0, y1);
 }
 
 QL_AVX2 void ql_qdw_block16_avx2(const ql_qdw_args *d, const uint8_t *const *tap, int c0, int blk, int nblk,
@@ -81,13 +117,27 @@ QL_AVX2 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, 
     for (int ki = 0; ki < s->kh; ki++) rows_in &= rows[ki] != NULL;
     for (int t = 0; t < taps && rows_in; t++) base[t] = rows[t / s->kw] + (int64_t)(t % s->kw) * s->dw * C;
     for (int t = taps; t < 2 * d->npairs; t++) tap[t] = d->zrow;
+    const int span = (s->kw - 1) * s->dw;
     for (int ow = 0; ow < s->ow; ow++) {
         const int iw0 = ow * s->sw - s->pw;
-        if (rows_in && iw0 >= 0 && iw0 + (s->kw - 1) * s->dw < s->w)
+        const int inside = rows_in && iw0 >= 0 && iw0 + span < s->w;
+        if (inside)
             for (int t = 0; t < taps; t++) tap[t] = base[t] + (int64_t)iw0 * C;
         else
             ql_qdw_taps(d, rows, ow, tap);
         char *y = (char *)yrow + (size_t)ow * C * es;
+        if ( taps == 9 && inside && ow + 1 < s->ow && iw0 + s->sw + span < s->w) {   /* two pixels at once */
+            const int64_t step = (int64_t)s->sw * C;
+            for (int b = 0; b < nblk; b++)
+                block16x2_3x3(d, tap, step, 16 * b, d->wpair + (int64_t)b * 32, (int64_t)nblk * 32, y,
+                              y + (size_t)C * es);
+            if (16 * nblk < C) {
+                ql_qdw_range_scalar(d, x, n, oh, ow, 16 * nblk, C, y);
+                ql_qdw_range_scalar(d, x, n, oh, ow + 1, 16 * nblk, C, y + (size_t)C * es);
+            }
+            ow++;
+            continue;
+        }
         if (d->npairs == 5)   /* 3x3: the pair loop unrolled */
             for (int b = 0; b < nblk; b++) block16(d, tap, 16 * b, d->wpair + (int64_t)b * 32, (int64_t)nblk * 32, 5, y);
         else
