@@ -5,7 +5,12 @@
 # histogram observers, a training step at batch 128 on 2 threads (FP32 and QAT); one markdown
 # table per model with qlab / best peer and qlab's fraction of the measured peak.
 #
-#   scripts/bench_peers.sh [--quick] [--models resnet18,mobilenet_v2] [--out DIR]
+#   scripts/bench_peers.sh [--quick] [--models resnet18,mobilenet_v2] [--out DIR] [--repeat N]
+#
+# --repeat N (1-20): the whole run N times, into DIR/run1 .. DIR/runN, then one table of
+# the medians with each cell's lowest and highest and every run's ratio
+# (scripts/bench_peers_runs.lua -> DIR/table.md, DIR/table.json). On a host whose speed
+# wanders between runs, one run's ratio can flip sign; the spread shows it.
 #
 # 1. qlab:    ./qlab --json DIR/qlab.json --script scripts/bench_peers.lua --onnx DIR
 #             (also exports DIR/<model>_fp32.onnx and the QDQ DIR/<model>_int8.onnx)
@@ -27,8 +32,9 @@ set -eu
 
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: $0 [--quick] [--models resnet18,mobilenet_v2] [--out DIR]" >&2; exit 2; }
+usage() { echo "usage: $0 [--quick] [--models resnet18,mobilenet_v2] [--out DIR] [--repeat N]" >&2; exit 2; }
 quick=""
+repeat=1
 out="out/bench_peers"
 models="resnet18,mobilenet_v2"
 while [ $# -gt 0 ]; do
@@ -36,6 +42,9 @@ while [ $# -gt 0 ]; do
         --quick) quick="--quick" ;;
         --out) [ $# -ge 2 ] || usage; out="$2"; shift ;;
         --models) [ $# -ge 2 ] || usage; models="$2"; shift ;;
+        --repeat) [ $# -ge 2 ] || usage; repeat="$2"; shift
+                  case "$repeat" in ''|*[!0-9]*) usage ;; esac
+                  [ "$repeat" -ge 1 ] && [ "$repeat" -le 20 ] || usage ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) usage ;;
     esac
@@ -56,6 +65,23 @@ for m in $(echo "$models" | tr ',' ' '); do
         exit 1
     fi
 done
+
+if [ "$repeat" -gt 1 ]; then
+    mkdir -p "$out"
+    set --
+    k=1
+    while [ "$k" -le "$repeat" ]; do
+        echo "==== run $k of $repeat"
+        sh "$0" $quick --models "$models" --out "$out/run$k"
+        set -- "$@" "$out/run$k"
+        k=$((k + 1))
+    done
+    echo
+    "$QLAB" --script scripts/bench_peers_runs.lua "$out" "$@"
+    echo
+    echo "tables: $out/table.md, $out/table.json; each run's under $out/run1 .. $out/run$repeat"
+    exit 0
+fi
 
 mkdir -p "$out"
 rm -f "$out"/qlab.json "$out"/torch_*.json "$out"/ort_*.json "$out"/table.md "$out"/table.json "$out"/*.onnx

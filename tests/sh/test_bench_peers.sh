@@ -1,6 +1,7 @@
 #!/bin/sh
 # The peer benchmark's plumbing, no timing: scripts/bench_peers.sh --help exits 0 and
-# describes the options, bad arguments exit 2, and the table builder
+# describes the options, bad arguments exit 2, --repeat's combiner takes medians over
+# canned runs, and the table builder
 # (scripts/bench_peers_table.lua) turns canned figures into the right cells: the best peer
 # and qlab's ratio to it (times and rates), qlab's fraction of peak, a PyTorch crash and a
 # skipped ONNX Runtime shown as footnotes, table.md and table.json written.
@@ -75,6 +76,34 @@ if [ -s "$T/table.md" ] && "$QLAB" -e "local q = require 'qlab'; local f = asser
   >"$T/json.txt" 2>&1; then
     ok "table.md and table.json written (11 rows, ratio and best peer)"
 else fail "table.md / table.json"; cat "$T/json.txt"; fi
+
+sh scripts/bench_peers.sh --repeat 0 >/dev/null 2>&1; rc=$?
+if [ $rc -eq 2 ]; then ok "--repeat 0 exits 2"; else fail "--repeat 0 exited $rc, not 2"; fi
+if grep -q -- '--repeat N' "$T/help.txt"; then ok "--help describes --repeat"; else fail "--help lacks --repeat"; fi
+
+# several runs in one table: three canned runs (median of three, a run without ORT)
+for k in 1 2 3; do
+    mkdir -p "$T/run$k"
+    case $k in 1) q=1.0; t=2.0; o=0.5; r=0.5 ;; 2) q=3.0; t=2.4; o=null; r=0.8 ;; 3) q=2.0; t=1.8; o=1.2; r=0.6 ;; esac
+    cat > "$T/run$k/table.json" <<JSON
+{"schema": "qlab.bench_peers/1", "created": "2026-12-04T00:0$k:00Z", "quick": false,
+ "machine": {"cpu_model": "Canned CPU 9000", "cores": 2, "isa": "avx2", "openblas_core": "Zen", "openblas_coretype": false},
+ "basis": {"fp32": {"isa": "avx2", "gmacs": 40}, "int8": {"isa": "avx2", "gmacs": 100}},
+ "models": [{"name": "resnet18", "macs": 33000000, "rows": [
+   {"label": "FP32 batch 1 (ms)", "qlab": $q, "torch": $t, "ort": $o, "ratio": $r, "best_peer": "ORT"},
+   {"label": "FP32 batch 64 (img/s)", "qlab": 1000$k, "torch": 900, "ratio": 1.1}]}]}
+JSON
+done
+mkdir -p "$T/all"
+if "$QLAB" --script scripts/bench_peers_runs.lua "$T/all" "$T/run1" "$T/run2" "$T/run3" >"$T/runs.txt" 2>&1 &&
+   grep -qF '| FP32 batch 1 (ms) | 2.000 (1.000-3.000) | 2.000 (1.800-2.400) | 0.850 (0.500-1.200) | 0.60x | 0.50 / 0.80 / 0.60 |' "$T/runs.txt" &&
+   grep -qF '| FP32 batch 64 (img/s) | 10,002 (10,001-10,003) | 900 (900-900) | - | 1.10x | 1.10 / 1.10 / 1.10 |' "$T/runs.txt" &&
+   grep -qF '3 runs' "$T/all/table.md"; then
+    ok "--repeat's table: medians (of 3, of 2 where a run lacks the peer), lowest-highest, each run's ratio"
+else fail "bench_peers_runs.lua"; cat "$T/runs.txt"; fi
+"$QLAB" --script scripts/bench_peers_runs.lua "$T/all" "$T/nothing" >"$T/runs2.txt" 2>&1; rc=$?
+if [ $rc -ne 0 ] && grep -q 'nothing/table.json not found' "$T/runs2.txt"; then ok "a run without a table is named"
+else fail "a missing run's table (rc $rc)"; cat "$T/runs2.txt"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
