@@ -1,6 +1,6 @@
 /* An order-preserving map of non-NaN floats to unsigned keys, and back: a
- * bisection over floats (the histogram's bin edges, fake-quant's in-range
- * interval) bisects the keys. -inf and inf are the ends; NaNs fall outside. */
+ * bisection over floats (fake-quant's in-range interval) bisects the keys.
+ * -inf and inf are the ends; NaNs fall outside. */
 #ifndef QLAB_FLOAT_ORDER_H
 #define QLAB_FLOAT_ORDER_H
 #include <stdint.h>
