@@ -18,13 +18,6 @@ QL_AVX2 static inline void epilogue8(const ql_qdw_args *d, __m256i acc, int c, v
     _mm_storel_epi64((__m128i *)((uint8_t *)y + c), _mm_packus_epi16(s, s));
 }
 
-/* 16 channels [c0, c0+16) of one pixel. Taps go in pairs: the u8 codes of
- * two taps, widened to s16 and interleaved, meet their s16 weight pairs in
- * vpmaddwd, which adds both products into s32 (exact: |x w| < 2^15). Raw codes
- * are multiplied; off[] takes x_zero * sum(w) back, and taps in the padding
- * read zrow (x_zero), which off cancels too: the same integers as the scalar
- * loop. In-lane unpacks leave channels 0-3, 8-11 in lo and 4-7, 12-15 in hi
- * (the weights were packed in that order); two lane swaps restore them. */
 /* lo / hi: the 16 sums of block16's lane order -> requantized (or f32) y[c0..c0+16) */
 QL_AVX2 static inline __attribute__((always_inline)) void finish16(const ql_qdw_args *d, __m256i lo, __m256i hi,
                                                                    int c0, void *y) {
@@ -49,7 +42,14 @@ QL_AVX2 static inline __attribute__((always_inline)) void finish16(const ql_qdw_
                      _mm_packus_epi16(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)));
 }
 
-
+/* 16 channels [c0, c0+16) of one pixel. Taps go in pairs: the u8 codes of
+ * two taps, widened to s16 and interleaved, meet their s16 weight pairs in
+ * vpmaddwd, which adds both products into s32 (exact: |x w| < 2^15). Raw codes
+ * are multiplied; off[] takes x_zero * sum(w) back, and taps in the padding
+ * read zrow (x_zero), which off cancels too: the same integers as the scalar
+ * loop. In-lane unpacks leave channels 0-3, 8-11 in lo and 4-7, 12-15 in hi
+ * (the weights were packed in that order); finish16's two lane swaps restore
+ * them. npairs is a constant after inlining. */
 QL_AVX2 static inline __attribute__((always_inline)) void block16(const ql_qdw_args *d, const uint8_t *const *tap,
                                                                   int c0, const int16_t *wp, int64_t wstep,
                                                                   int npairs, void *y) {
@@ -126,7 +126,7 @@ QL_AVX2 void ql_qdw_row_avx2(const ql_qdw_args *d, const uint8_t *x, int64_t n, 
         else
             ql_qdw_taps(d, rows, ow, tap);
         char *y = (char *)yrow + (size_t)ow * C * es;
-        if ( taps == 9 && inside && ow + 1 < s->ow && iw0 + s->sw + span < s->w) {   /* two pixels at once */
+        if (taps == 9 && inside && ow + 1 < s->ow && iw0 + s->sw + span < s->w) {   /* two pixels at once */
             const int64_t step = (int64_t)s->sw * C;
             for (int b = 0; b < nblk; b++)
                 block16x2_3x3(d, tap, step, 16 * b, d->wpair + (int64_t)b * 32, (int64_t)nblk * 32, y,
