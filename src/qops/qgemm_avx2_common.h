@@ -1,7 +1,7 @@
 /* Pieces shared by the two AVX2 INT8 GEMM kernels (qgemm_avx2.c: maddubs on
- * byte quads; qgemm_avx2_s16.c: madd on s16 pairs). Both use 4-row x
- * 16-column tiles and 4-byte steps, so A packing ends in the same transpose
- * and every tile row ends in the same epilogue. */
+ * byte quads, 4-row tiles; qgemm_avx2_s16.c: madd on s16 pairs, 6-row
+ * tiles). Both use 16-column tiles and 4-byte steps, so A packing shares the
+ * 4-row transpose and every tile row ends in the same epilogue. */
 #ifndef QLAB_QGEMM_AVX2_COMMON_H
 #define QLAB_QGEMM_AVX2_COMMON_H
 #include <immintrin.h>
