@@ -42,10 +42,13 @@ static int64_t kgroup(const ql_conv2d_shape *s) {
 
 /* im2col row stride: K rounded up to 4 bytes (64 for AMX, which reads rows
  * a tile of 64 bytes at a time), so the GEMM can read the rows in place
- * whatever K (the pad bytes meet zero weights). */
+ * whatever K (the pad bytes meet zero weights). Kernel rows of at most 8
+ * bytes (a stem on one channel) get 8 more: im2col then writes each of them
+ * and the pad as whole 8-byte words (im2col_row) instead of byte by byte. */
 static int64_t kstride_for(const ql_conv2d_shape *s, ql_isa gemm_isa) {
-    int64_t a = gemm_isa == QL_ISA_AMX ? 64 : 4;
-    return (kgroup(s) + a - 1) / a * a;
+    int64_t a = gemm_isa == QL_ISA_AMX ? 64 : 4, k = kgroup(s);
+    if ((int64_t)s->kw * (s->c / s->groups) <= 8) k += 8;
+    return (k + a - 1) / a * a;
 }
 
 static int finite_pos(float v) { return v > 0 && v < INFINITY; }
