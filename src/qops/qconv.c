@@ -34,6 +34,7 @@ struct ql_qconv {
     int32_t *dw_off;
     uint8_t *dw_zrow;
     int64_t kstride;          /* im2col row bytes (kstride_for) */
+    ql_qconv_regions *regions;   /* im2col by live-tap regions (qconv_regions.c), or NULL */
 };
 
 static int64_t kgroup(const ql_conv2d_shape *s) {
@@ -67,6 +68,7 @@ void ql_qconv_free(ql_qconv *c) {
     ql_qdw3_free(c->dw3);
     ql_free(c->dw_off);
     ql_free(c->dw_zrow);
+    ql_qconv_regions_free(c->regions);
     ql_free(c);
 }
 
@@ -137,6 +139,11 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
         if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa,
                                            p->x_qmax > 0 ? p->x_qmax : 255))) goto fail;
     c->kstride = kstride_for(&sh, ql_qgemm_packed_isa(c->gemm[0]));
+    if (c->kind == QCONV_IM2COL) {
+        int failed;
+        c->regions = ql_qconv_regions_new(&sh, p->w, c->isa, p->x_qmax > 0 ? p->x_qmax : 255, &failed);
+        if (failed) goto fail;
+    }
     return c;
 fail:
     ql_qconv_free(c);
@@ -196,8 +203,16 @@ static image_slot slot_for(const ql_qconv *c, int n, int T) {
     return o;
 }
 
+/* Regions pay once each region's W serves enough rows: at batch 1 the
+ * extra W they read costs more than the padding taps they skip. */
+static int region_min_batch = 8;
+void ql_qconv_set_region_min_batch(int n) { region_min_batch = n; }
+static int use_regions(const ql_qconv *c, int n) { return c->regions && region_min_batch > 0 && n >= region_min_batch; }
+int ql_qconv_uses_regions(const ql_qconv *c, int n) { return c && c->kind == QCONV_IM2COL && use_regions(c, n); }
+
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;
+    if (use_regions(c, n)) return ql_qconv_regions_workspace(c->regions, n, c->f32_out ? 4 : 1);
     int T = image_threads(c, n);
     if (T) return (size_t)T * slot_for(c, n, T).slot;
     return (size_t)(chunk_rows(c, n) * c->kstride) + padded_bytes(c, n);
@@ -224,26 +239,6 @@ static void pad_input(const ql_qconv *c, int n, const uint8_t *x, uint8_t *xp) {
         memcpy(d + side, x + ((size_t)(i / hp) * s->h + ih) * row, row);
         memset(d + side + row, c->x_zero, side);
     }
-}
-
-/* n bytes, n >= 4, through overlapping word copies (runs of 7..200 bytes are
- * too short for a call to memcpy to pay) */
-static inline void copy_short(uint8_t *d, const uint8_t *s, int64_t n) {
-    if (n < 8) {
-        uint32_t a, b;
-        memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4);
-        memcpy(d, &a, 4); memcpy(d + n - 4, &b, 4);
-        return;
-    }
-    if (n <= 16) {
-        uint64_t a, b;
-        memcpy(&a, s, 8); memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8); memcpy(d + n - 8, &b, 8);
-        return;
-    }
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16);
-    if (i < n) memcpy(d + n - 16, s + n - 16, 16);
 }
 
 /* AVX-512: whole 64-byte chunks and one masked tail (rows of 192-768 bytes
@@ -278,7 +273,7 @@ static inline __attribute__((always_inline)) void im2col_row(const im2col_geom g
     } else if (wide) {
         for (int ki = 0; ki < g.kh; ki++) copy_avx512(dst + ki * krow, src + ki * prow, krow);
     } else if (krow >= 4) {
-        for (int ki = 0; ki < g.kh; ki++) copy_short(dst + ki * krow, src + ki * prow, krow);
+        for (int ki = 0; ki < g.kh; ki++) ql_copy_bytes(dst + ki * krow, src + ki * prow, krow);
     } else {
         for (int ki = 0; ki < g.kh; ki++)
             for (int64_t t = 0; t < krow; t++) dst[ki * krow + t] = src[ki * prow + t];
@@ -472,6 +467,9 @@ ql_status ql_qconv_forward(const ql_qconv *c, int n, const uint8_t *x, void *y, 
     } else if (c->kind == QCONV_POINTWISE) {   // y_g (M,OCg) = x_g (M,Cg) w_g^T
         for (int g = 0; g < s->groups; g++)
             gemm(c, g, total, x + (int64_t)g * cg, s->c, yb + (size_t)g * ocg * es, 0);
+    } else if (use_regions(c, n)) {
+        ql_qgemm_epilogue e = group_epilogue(c, 0);
+        ql_qconv_regions_forward(c->regions, &e, c->f32_out, n, x, yb, ws);
     } else if ((T = image_threads(c, n))) {
         forward_images(c, n, x, yb, ws, ws_bytes, T);
     } else {

@@ -193,6 +193,64 @@ TEST(qconv_geometries_match_float_simulation) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s, unpadded im2col", cases[i].what);
     ql_qconv_set_pad_budget(8 << 20);
+    ql_qconv_set_region_min_batch(1);   /* and by live-tap regions wherever they save MACs */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s, by regions", cases[i].what);
+    ql_qconv_set_region_min_batch(8);
+}
+
+/* Live-tap regions (qconv_regions.c) on ResNet-18's small-image shapes and
+ * odd ones: the path is taken, matches the simulation, and equals the plain
+ * im2col path bit for bit on every ISA, u8 and f32 out. */
+TEST(qconv_regions_equal_im2col) {
+    qcase cases[] = {
+        {mk(8, 2, 2, 64, 48, 3, 3, 1, 1, 1, 1), 1, 1, 0, 128, -1, "2x2, 3x3 pad 1 (4 live taps of 9)"},
+        {mk(8, 4, 4, 32, 40, 3, 3, 1, 1, 1, 1), 1, 0, 0, 3, -1, "4x4, 3x3 pad 1 (9 regions)"},
+        {mk(9, 7, 7, 16, 24, 3, 3, 2, 1, 1, 1), 1, 2, 0, 255, -1, "7x7 -> 4x4 stride 2, relu6"},
+        {mk(8, 7, 7, 24, 20, 3, 3, 1, 1, 1, 1), 0, 1, 0, 0, -1, "7x7, 3x3 pad 1, relu, no bias"},
+        {mk(8, 2, 2, 40, 33, 3, 3, 1, 1, 1, 1), 1, 0, 1, 128, -1, "2x2, f32 out"},
+        {mk(8, 28, 28, 1, 16, 7, 7, 2, 3, 1, 1), 1, 1, 0, 0, -1, "7x7 stride 2 pad 3 stem on one channel"},
+        {mk(10, 5, 6, 3, 7, 5, 3, 1, 2, 1, 1), 1, 0, 0, 77, -1, "5x3 kernel, pad 2, 5x6 image"},
+        {mk(8, 3, 3, 8, 8, 3, 3, 2, 2, 1, 1), 1, 0, 0, 128, -1, "pad 2 stride 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ql_conv2d_shape s = cases[i].s;
+        CHECK_OK(ql_conv2d_shape_init(&s));
+        size_t nw = (size_t)s.oc * s.kh * s.kw * s.c, nx = (size_t)s.n * s.h * s.w * s.c;
+        size_t es = cases[i].f32 ? 4 : 1, ny = (size_t)s.n * s.oh * s.ow * s.oc * es;
+        int8_t *w = malloc(nw);
+        uint8_t *x = rand_u8(nx);
+        float *wsc = malloc(sizeof(float) * s.oc), *b = malloc(sizeof(float) * s.oc);
+        for (size_t j = 0; j < nw; j++) w[j] = (int8_t)(rnd(255) - 127);
+        for (int o = 0; o < s.oc; o++) { wsc[o] = rndf(0.004f, 0.02f); b[o] = rndf(-2, 2); }
+        ql_qconv_params p = {.w = w, .w_scale = wsc, .bias = b, .x_scale = 0.02f, .x_zero = cases[i].x_zero,
+                             .y_scale = 0.5f, .y_zero = 100, .relu = cases[i].relu, .f32_out = cases[i].f32};
+        for (int isa = QL_ISA_SCALAR; isa <= (int)ql_isa_best(); isa++) {
+            ql_qconv *c = ql_qconv_new(&s, &p, (ql_isa)isa);
+            CHECK_MSG(c && ql_qconv_uses_regions(c, s.n) && !ql_qconv_uses_regions(c, 1),
+                      "%s: regions at batch %d only", cases[i].what, s.n);
+            if (!c) continue;
+            void *y[2];
+            for (int mode = 0; mode < 2; mode++) {   /* by regions, then plain im2col */
+                ql_qconv_set_region_min_batch(mode ? 0 : 8);
+                size_t wsb = ql_qconv_workspace(c, s.n);
+                void *wsp = wsb ? malloc(wsb) : NULL;
+                y[mode] = malloc(ny);
+                CHECK_OK(ql_qconv_forward(c, s.n, x, y[mode], wsp, wsb));
+                free(wsp);
+            }
+            ql_qconv_set_region_min_batch(8);
+            CHECK_MSG(memcmp(y[0], y[1], ny) == 0, "%s (%s): regions differ from im2col", cases[i].what,
+                      ql_isa_name((ql_isa)isa));
+            free(y[0]); free(y[1]);
+            ql_qconv_free(c);
+        }
+        free(w); free(x); free(wsc); free(b);
+        CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s, by regions", cases[i].what);
+        ql_qconv_set_region_min_batch(0);
+        CHECK_MSG(run_qconv(cases[i]) == 0, "qconv %s, im2col", cases[i].what);
+        ql_qconv_set_region_min_batch(8);
+    }
 }
 
 TEST(qconv_chunked_batch_bounded_workspace) {
