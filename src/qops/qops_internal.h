@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "qlab/qops.h"
+#include "ops/copy_bytes.h"
 
 #define QL_AVX2   __attribute__((target("avx2,fma")))
 #define QL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -92,30 +93,6 @@ void ql_qconv_regions_free(ql_qconv_regions *q);
 size_t ql_qconv_regions_workspace(const ql_qconv_regions *q, int n, size_t es);
 void ql_qconv_regions_forward(const ql_qconv_regions *q, const ql_qgemm_epilogue *e, int f32_out, int n,
                               const uint8_t *x, void *y, void *ws);
-
-/* n bytes through overlapping word copies (runs of 7..200 bytes are too
- * short for a call to memcpy to pay; gcc turns a plain byte loop into one) */
-static inline void ql_copy_bytes(uint8_t *d, const uint8_t *s, int64_t n) {
-    if (n < 4) {
-        for (int64_t i = 0; i < n; i++) d[i] = s[i];
-        return;
-    }
-    if (n < 8) {
-        uint32_t a, b;
-        memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4);
-        memcpy(d, &a, 4); memcpy(d + n - 4, &b, 4);
-        return;
-    }
-    if (n <= 16) {
-        uint64_t a, b;
-        memcpy(&a, s, 8); memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8); memcpy(d + n - 8, &b, 8);
-        return;
-    }
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16);
-    if (i < n) memcpy(d + n - 16, s + n - 16, 16);
-}
 
 extern const ql_qgemm_impl ql_qgemm_impl_scalar, ql_qgemm_impl_avx2, ql_qgemm_impl_avx2_s16, ql_qgemm_impl_avx512,
     ql_qgemm_impl_amx;
