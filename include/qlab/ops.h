@@ -50,6 +50,18 @@ int  ql_conv2d_dnnl_backward(ql_conv_plan **plan, const ql_conv2d_shape *s, cons
                              int w_oihw, uint64_t wver, const float *dy, float *dx, float *dw, float *db);
 void ql_conv_plan_free(ql_conv_plan *plan);
 
+/* FP32 inference conv by live-tap regions (conv2d_regions.c): border pixels
+ * multiply only the taps that read the image. *st caches the geometry and
+ * the regions' weights (cut again when w or wkey moves). forward returns 1
+ * when it wrote y (bias added, no activation), 0 when regions would not save
+ * a tenth of the MACs (the caller runs another path), -1 out of memory.
+ * workspace: floats ws needs. */
+typedef struct ql_conv_fregions ql_conv_fregions;
+size_t ql_conv2d_regions_workspace(ql_conv_fregions **st, const ql_conv2d_shape *s);
+int  ql_conv2d_regions_forward(ql_conv_fregions **st, const ql_conv2d_shape *s, const float *x, const float *w,
+                               uint64_t wkey, const float *b, float *y, float *ws);
+void ql_conv2d_regions_free(ql_conv_fregions *st);
+
 /* ---- batchnorm2d (x viewed as (M,C), M = N*H*W) ------------------------ */
 /* A batchnorm folded into the conv or linear before it, per output channel o
  * (rows of per weights): k = gamma/sqrt(var+eps), w' = w*k, b' = (b - mean)*k + beta.

@@ -103,6 +103,56 @@ TEST(conv2d_forward_cases) {
     }
 }
 
+/* Inference by live-tap regions (conv2d_regions.c) against the direct
+ * loops, to the same 1e-4 as the im2col path (float sums in another order:
+ * 1-2e-5 seen); the weights cut again when their key moves; shapes where
+ * regions save too little or do not apply are refused. */
+TEST(conv2d_regions_vs_reference) {
+    struct { ql_conv2d_shape s; int bias; const char *what; } cases[] = {
+        {mk(8, 2, 2, 64, 48, 3, 3, 1, 1, 1, 1), 1, "2x2, 3x3 pad 1"},
+        {mk(8, 4, 4, 32, 40, 3, 3, 1, 1, 1, 1), 0, "4x4, 9 regions"},
+        {mk(9, 7, 7, 16, 24, 3, 3, 2, 1, 1, 1), 1, "7x7 -> 4x4 stride 2"},
+        {mk(8, 7, 7, 24, 20, 3, 3, 1, 1, 1, 1), 1, "7x7"},
+        {mk(8, 28, 28, 8, 16, 7, 7, 2, 3, 1, 1), 1, "7x7 stride 2 pad 3, 16 regions"},
+        {mk(10, 5, 6, 9, 7, 5, 3, 1, 2, 1, 1), 1, "5x3 kernel, pad 2"},
+        {mk(8, 3, 3, 8, 8, 3, 3, 2, 2, 1, 1), 0, "pad 2 stride 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ql_conv2d_shape s = cases[i].s;
+        CHECK_OK(ql_conv2d_shape_init(&s));
+        size_t nx = (size_t)s.n * s.h * s.w * s.c, nw = (size_t)s.oc * s.c * s.kh * s.kw;
+        size_t ny = (size_t)s.n * s.oh * s.ow * s.oc;
+        float *x = randn(nx), *w = randn(nw), *b = cases[i].bias ? randn(s.oc) : NULL;
+        float *wp = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny), *yr = malloc(sizeof(float) * ny);
+        ql_conv_weight_oihw_to_ohwi(w, wp, s.oc, s.c, s.kh, s.kw);
+        ql_conv_fregions *st = NULL;
+        size_t nws = ql_conv2d_regions_workspace(&st, &s);
+        float *ws = nws ? malloc(sizeof(float) * nws) : NULL;   // exact size: ASan catches overruns
+        CHECK_MSG(nws > 0 && ql_conv2d_regions_forward(&st, &s, x, wp, 1, b, y, ws) == 1, "%s: regions refused",
+                  cases[i].what);
+        conv_ref(&s, x, w, b, yr);
+        CHECK_MSG(ql_test_maxrel(y, yr, (long)ny) < 1e-4, "regions %s: maxrel %g", cases[i].what,
+                  ql_test_maxrel(y, yr, (long)ny));
+        for (size_t j = 0; j < nw; j++) { w[j] = -w[j]; wp[j] = -wp[j]; }   /* new weights, same buffer, new key */
+        CHECK(ql_conv2d_regions_forward(&st, &s, x, wp, 2, b, y, ws) == 1);
+        conv_ref(&s, x, w, b, yr);
+        CHECK_MSG(ql_test_maxrel(y, yr, (long)ny) < 1e-4, "regions %s, new weights", cases[i].what);
+        ql_conv2d_regions_free(st);
+        free(x); free(w); free(b); free(wp); free(y); free(yr); free(ws);
+    }
+    ql_conv2d_shape none[] = {mk(8, 24, 24, 16, 16, 3, 3, 1, 1, 1, 1), mk(8, 7, 7, 16, 16, 3, 3, 1, 1, 1, 2),
+                              mk(8, 9, 9, 16, 16, 3, 3, 1, 2, 2, 1), mk(8, 7, 7, 3, 16, 3, 3, 1, 1, 1, 1),
+                              mk(8, 7, 7, 16, 16, 1, 1, 1, 0, 1, 1)};
+    const char *why[] = {"saves 5 %", "groups", "dilation", "3 channels", "no padding"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        CHECK_OK(ql_conv2d_shape_init(&none[i]));
+        ql_conv_fregions *st = NULL;
+        CHECK_MSG(ql_conv2d_regions_workspace(&st, &none[i]) == 0, "regions taken: %s", why[i]);
+        CHECK(ql_conv2d_regions_forward(&st, &none[i], NULL, NULL, 1, NULL, NULL, NULL) == 0);
+        ql_conv2d_regions_free(st);
+    }
+}
+
 TEST(conv2d_forward_chunked_batch) {
     // K = 3*3*64 = 576 per group: the im2col chunk holds fewer rows than the batch
     ql_conv2d_shape s = mk(5, 20, 20, 64, 16, 3, 3, 1, 1, 1, 1);

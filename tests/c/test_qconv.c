@@ -209,8 +209,8 @@ TEST(qconv_regions_equal_im2col) {
         {mk(9, 7, 7, 16, 24, 3, 3, 2, 1, 1, 1), 1, 2, 0, 255, -1, "7x7 -> 4x4 stride 2, relu6"},
         {mk(8, 7, 7, 24, 20, 3, 3, 1, 1, 1, 1), 0, 1, 0, 0, -1, "7x7, 3x3 pad 1, relu, no bias"},
         {mk(8, 2, 2, 40, 33, 3, 3, 1, 1, 1, 1), 1, 0, 1, 128, -1, "2x2, f32 out"},
-        {mk(8, 28, 28, 1, 16, 7, 7, 2, 3, 1, 1), 1, 1, 0, 0, -1, "7x7 stride 2 pad 3 stem on one channel"},
-        {mk(10, 5, 6, 3, 7, 5, 3, 1, 2, 1, 1), 1, 0, 0, 77, -1, "5x3 kernel, pad 2, 5x6 image"},
+        {mk(8, 28, 28, 8, 16, 7, 7, 2, 3, 1, 1), 1, 1, 0, 0, -1, "7x7 stride 2 pad 3 on 8 channels (16 regions)"},
+        {mk(10, 5, 6, 9, 7, 5, 3, 1, 2, 1, 1), 1, 0, 0, 77, -1, "5x3 kernel, pad 2, 5x6 image"},
         {mk(8, 3, 3, 8, 8, 3, 3, 2, 2, 1, 1), 1, 0, 0, 128, -1, "pad 2 stride 2"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
