@@ -104,10 +104,10 @@ int ql_conv2d_regions_forward(ql_conv_fregions **st, const ql_conv2d_shape *s, c
         float *cols = ws, *tmp = ws + chunk * r->k;
         for (int64_t r0 = 0; r0 < total; r0 += chunk) {
             int64_t nr = total - r0 < chunk ? total - r0 : chunk;
-            ql_conv_region_gather(s, r, x, sizeof(float), r0, nr, cols, r->k);
+            ql_conv_region_gather(s, r, x, sizeof(float), r0, nr, cols, r->k, 1);
             ql_ops_gemm_nt(nr, s->oc, (int)r->k, cols, r->k, wr, r->k, tmp, s->oc);   // (nr,k) W_r^T
             if (b) ql_ops_add_rows(nr, s->oc, b, tmp, s->oc);
-            ql_conv_region_scatter(s, r, tmp, sizeof(float) * (size_t)s->oc, r0, nr, y);
+            ql_conv_region_scatter(s, r, tmp, sizeof(float) * (size_t)s->oc, r0, nr, y, 1);
         }
         wr += (size_t)s->oc * r->k;
     }

@@ -62,29 +62,36 @@ void ql_conv_region_weights(const ql_conv2d_shape *s, const ql_conv_region *r, c
             memcpy(d, src + ((size_t)o * s->kh + r->kh0 + t) * krow + (size_t)r->kw0 * s->c * es, run);
 }
 
+static inline void gather_row(const ql_conv2d_shape *s, const ql_conv_region *r, const char *x, size_t es,
+                              int64_t rr, char *dst, size_t row) {
+    const size_t run = (size_t)r->nkw * s->c * es, irow = (size_t)s->w * s->c * es, used = (size_t)r->k * es;
+    int64_t img = rr / r->npos;
+    int p = r->pos[rr % r->npos], oh = p / s->ow, ow = p % s->ow;
+    const char *src = x + (((size_t)img * s->h + oh * s->sh - s->ph + r->kh0) * s->w +
+                           (size_t)(ow * s->sw - s->pw + r->kw0)) * s->c * es;
+    if (row > used) {   /* the pad: defined bytes, one word when short (before the runs overwrite its start) */
+        if (row - used <= 8 && row >= 8) { uint64_t z = 0; memcpy(dst + row - 8, &z, 8); }
+        else memset(dst + used, 0, row - used);
+    }
+    for (int t = 0; t < r->nkh; t++, src += irow, dst += run)
+        ql_copy_bytes((uint8_t *)dst, (const uint8_t *)src, (int64_t)run);
+}
+
 void ql_conv_region_gather(const ql_conv2d_shape *s, const ql_conv_region *r, const void *x, size_t es, int64_t r0,
-                           int64_t nr, void *cols, int64_t ks) {
-    const size_t run = (size_t)r->nkw * s->c * es, irow = (size_t)s->w * s->c * es, row = (size_t)ks * es;
-    const size_t used = (size_t)r->k * es;
-    #pragma omp parallel for schedule(static) if (nr * r->k > (1 << 16))
-    for (int64_t i = 0; i < nr; i++) {
-        int64_t rr = r0 + i, img = rr / r->npos;
-        int p = r->pos[rr % r->npos], oh = p / s->ow, ow = p % s->ow;
-        const char *src = (const char *)x + (((size_t)img * s->h + oh * s->sh - s->ph + r->kh0) * s->w +
-                                             (size_t)(ow * s->sw - s->pw + r->kw0)) * s->c * es;
-        char *dst = (char *)cols + (size_t)i * row;
-        if (row > used) {   /* the pad: defined bytes, one word when short (before the runs overwrite its start) */
-            if (row - used <= 8 && row >= 8) { uint64_t z = 0; memcpy(dst + row - 8, &z, 8); }
-            else memset(dst + used, 0, row - used);
-        }
-        for (int t = 0; t < r->nkh; t++, src += irow, dst += run) ql_copy_bytes((uint8_t *)dst, (const uint8_t *)src, (int64_t)run);
+                           int64_t nr, void *cols, int64_t ks, int par) {
+    const size_t row = (size_t)ks * es;
+    if (par && nr * r->k > (1 << 16)) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < nr; i++) gather_row(s, r, x, es, r0 + i, (char *)cols + (size_t)i * row, row);
+    } else {
+        for (int64_t i = 0; i < nr; i++) gather_row(s, r, x, es, r0 + i, (char *)cols + (size_t)i * row, row);
     }
 }
 
 void ql_conv_region_scatter(const ql_conv2d_shape *s, const ql_conv_region *r, const void *tmp, size_t row_bytes,
-                            int64_t r0, int64_t nr, void *y) {
+                            int64_t r0, int64_t nr, void *y, int par) {
     const int64_t per_img = (int64_t)s->oh * s->ow;
-    #pragma omp parallel for schedule(static) if (nr * (int64_t)row_bytes > (1 << 17))
+    #pragma omp parallel for schedule(static) if (par && nr * (int64_t)row_bytes > (1 << 17))
     for (int64_t j = 0; j < nr; j++) {
         int64_t rr = r0 + j;
         memcpy((char *)y + (size_t)(rr / r->npos * per_img + r->pos[rr % r->npos]) * row_bytes,

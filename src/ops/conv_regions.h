@@ -37,11 +37,12 @@ void ql_conv_regions_release(ql_conv_regions *g);
 /* W (OC, KH, KW, C) of es-byte elements -> dst (OC, nkh, nkw, C): the region's taps */
 void ql_conv_region_weights(const ql_conv2d_shape *s, const ql_conv_region *r, const void *w, size_t es, void *dst);
 /* Rows [r0, r0 + nr) of region r (row = image * npos + pixel) -> cols (row
- * stride ks elements, ks >= k; the elements past k are zeroed). */
+ * stride ks elements, ks >= k; the elements past k are zeroed). par: split
+ * the rows over the threads when there are enough (0 inside a team). */
 void ql_conv_region_gather(const ql_conv2d_shape *s, const ql_conv_region *r, const void *x, size_t es, int64_t r0,
-                           int64_t nr, void *cols, int64_t ks);
+                           int64_t nr, void *cols, int64_t ks, int par);
 /* Rows [r0, r0 + nr) of region r's outputs (tmp: row_bytes each) -> y at their pixels. */
 void ql_conv_region_scatter(const ql_conv2d_shape *s, const ql_conv_region *r, const void *tmp, size_t row_bytes,
-                            int64_t r0, int64_t nr, void *y);
+                            int64_t r0, int64_t nr, void *y, int par);
 
 #endif

@@ -3,6 +3,7 @@
  * epilogue, so the outputs are bit for bit those of qconv's plain im2col
  * path; qconv takes this one from a batch of a few images where regions
  * save at least a tenth of the MACs. */
+#include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "qops/qops_internal.h"
@@ -65,34 +66,65 @@ static size_t cols_bytes(const ql_qconv_regions *q, int i, int64_t chunk) {
     return ((size_t)(chunk * q->ks[i]) + 63) & ~(size_t)63;
 }
 
-size_t ql_qconv_regions_workspace(const ql_qconv_regions *q, int n, size_t es) {
+/* The threads that take whole images each (one fork per conv, every thread
+ * gathering, multiplying and scattering its own images), 1: the GEMMs split
+ * the work instead (fewer images than threads, or little work). */
+static int image_threads(const ql_qconv_regions *q, int n) {
+    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const ql_conv2d_shape *s = &q->s;
+    if ((double)n * s->oh * s->ow * s->oc * s->kh * s->kw * s->c < (1 << 20)) T = 1;
+    return T > n ? n : T;
+}
+
+// one thread's (or the only) workspace: the largest region's chunk of n images
+static size_t slot_bytes(const ql_qconv_regions *q, int n, size_t es) {
     size_t most = 0;
     const int64_t out_row = (int64_t)q->s.oc * (int64_t)es;
     for (int i = 0; i < q->g.n; i++) {
         int64_t c = chunk_of(q, i, n, out_row);
-        size_t b = cols_bytes(q, i, c) + (size_t)(c * out_row);
+        size_t b = cols_bytes(q, i, c) + (((size_t)(c * out_row) + 63) & ~(size_t)63);
         if (b > most) most = b;
     }
     return most;
 }
 
-void ql_qconv_regions_forward(const ql_qconv_regions *q, const ql_qgemm_epilogue *e0, int f32_out, int n,
-                              const uint8_t *x, void *y, void *ws) {
+size_t ql_qconv_regions_workspace(const ql_qconv_regions *q, int n, size_t es) {
+    int T = image_threads(q, n);
+    return (size_t)T * slot_bytes(q, (n + T - 1) / T, es);
+}
+
+// images [i0, i1) through every region, in ws
+static void run_images(const ql_qconv_regions *q, const ql_qgemm_epilogue *e, int f32_out, int i0, int i1,
+                       const uint8_t *x, void *y, char *ws, int par) {
     const ql_conv2d_shape *s = &q->s;
-    const size_t es = f32_out ? 4 : 1, out_row = (size_t)s->oc * es;
-    ql_qgemm_epilogue e = *e0;
-    e.a_padded = 1;   /* gathered rows are zero up to ks */
+    const size_t out_row = (size_t)s->oc * (f32_out ? 4 : 1);
     for (int i = 0; i < q->g.n; i++) {
         const ql_conv_region *r = &q->g.r[i];
-        const int64_t total = (int64_t)n * r->npos, chunk = chunk_of(q, i, n, (int64_t)out_row);
-        uint8_t *cols = ws;
-        char *tmp = (char *)ws + cols_bytes(q, i, chunk);
+        const int64_t first = (int64_t)i0 * r->npos, total = (int64_t)(i1 - i0) * r->npos;
+        const int64_t chunk = chunk_of(q, i, i1 - i0, (int64_t)out_row);
+        uint8_t *cols = (uint8_t *)ws;
+        char *tmp = ws + cols_bytes(q, i, chunk);
         for (int64_t r0 = 0; r0 < total; r0 += chunk) {
             int64_t nr = total - r0 < chunk ? total - r0 : chunk;
-            ql_conv_region_gather(s, r, x, 1, r0, nr, cols, q->ks[i]);
-            if (f32_out) ql_qgemm_f32(q->gemm[i], nr, cols, q->ks[i], (float *)tmp, s->oc, &e);
-            else ql_qgemm_u8(q->gemm[i], nr, cols, q->ks[i], (uint8_t *)tmp, s->oc, &e);
-            ql_conv_region_scatter(s, r, tmp, out_row, r0, nr, y);
+            ql_conv_region_gather(s, r, x, 1, first + r0, nr, cols, q->ks[i], par);
+            if (f32_out) ql_qgemm_f32(q->gemm[i], nr, cols, q->ks[i], (float *)tmp, s->oc, e);
+            else ql_qgemm_u8(q->gemm[i], nr, cols, q->ks[i], (uint8_t *)tmp, s->oc, e);
+            ql_conv_region_scatter(s, r, tmp, out_row, first + r0, nr, y, par);
         }
+    }
+}
+
+void ql_qconv_regions_forward(const ql_qconv_regions *q, const ql_qgemm_epilogue *e0, int f32_out, int n,
+                              const uint8_t *x, void *y, void *ws) {
+    ql_qgemm_epilogue e = *e0;
+    e.a_padded = 1;   /* gathered rows are zero up to ks */
+    const int T = image_threads(q, n);
+    if (T <= 1) { run_images(q, &e, f32_out, 0, n, x, y, ws, 1); return; }
+    const size_t slot = slot_bytes(q, (n + T - 1) / T, f32_out ? 4 : 1);
+    #pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num();
+        run_images(q, &e, f32_out, (int)((int64_t)t * n / T), (int)((int64_t)(t + 1) * n / T), x, y,
+                   (char *)ws + (size_t)t * slot, 0);
     }
 }
