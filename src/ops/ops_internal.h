@@ -10,7 +10,7 @@
  * is small or only one thread is allowed: batch-1 inference pays nothing. */
 #define QL_OPS_PAR_ELEMS (1 << 16)   /* elementwise: floats per call */
 #define QL_OPS_PAR_WORK  (1 << 15)   /* kernels doing a few flops per float */
-/* work > min_work and more than one OpenMP thread available */
+/* work > min_work, outside a team, and more than one OpenMP thread available */
 int ql_ops_parallel(int64_t work, int64_t min_work);
 /* Inside a parallel region: this thread's share [*lo, *hi) of n items, cut
  * at multiples of align (16 floats = one cache line, no false sharing). */

@@ -8,7 +8,7 @@
 #define SUM_ROWS 32   /* rows summed in float before the double accumulators */
 
 int ql_ops_parallel(int64_t work, int64_t min_work) {
-    return work > min_work && omp_get_max_threads() > 1;
+    return work > min_work && !omp_in_parallel() && omp_get_max_threads() > 1;   /* a nested team is one thread */
 }
 
 void ql_ops_thread_range(int64_t n, int64_t align, int64_t *lo, int64_t *hi) {
