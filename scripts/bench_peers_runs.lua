@@ -66,7 +66,8 @@ emit("- each cell: the median of the runs (lowest-highest); ratio: qlab's speed 
   .. "the median of the runs' ratios, then each run's")
 for mi, m in ipairs(first.models) do
   emit("")
-  emit(string.format("## %s (%.2f M MACs per image)", m.name, m.macs / 1e6))
+  emit(string.format("## %s (%.2f M MACs per image%s)", m.name, m.macs / 1e6,
+    m.macs_live and string.format(", %.2f M on taps that read the image", m.macs_live / 1e6) or ""))
   emit("")
   emit("| | qlab | PyTorch | ONNX Runtime | qlab / best peer | per run |")
   emit("|---|---:|---:|---:|---:|---:|")
@@ -96,7 +97,7 @@ for mi, m in ipairs(first.models) do
       mr and string.format("%.2fx", mr) or "-", table.concat(each, " / ")))
     rows[#rows + 1] = rrow
   end
-  doc.models[#doc.models + 1] = {name = m.name, macs = m.macs, rows = rows}
+  doc.models[#doc.models + 1] = {name = m.name, macs = m.macs, macs_live = m.macs_live, rows = rows}
 end
 emit("")
 emit("The runs' own tables: " .. table.concat((function()

@@ -149,7 +149,9 @@ for _, name in ipairs((function()
   if ov then peer_versions.ort = "ONNX Runtime " .. ov end
 
   emit("")
-  emit(string.format("## %s (%.2f M MACs per image)", name, R.macs_fp32 / 1e6))
+  emit(string.format("## %s (%.2f M MACs per image%s)", name, R.macs_fp32 / 1e6,
+    R.macs_live_fp32 and string.format(", %.2f M on taps that read the image: the fractions of peak count those",
+                                       R.macs_live_fp32 / 1e6) or ""))
   emit("")
   emit("| | qlab | PyTorch | ONNX Runtime | qlab / best peer | qlab fraction of peak |")
   emit("|---|---:|---:|---:|---:|---:|")
@@ -184,7 +186,7 @@ for _, name in ipairs((function()
     emit("")
     for k, msg in ipairs(foot) do emit(string.format("- [%d] %s", k, msg)) end
   end
-  doc.models[#doc.models + 1] = {name = name, macs = R.macs_fp32, rows = mrows}
+  doc.models[#doc.models + 1] = {name = name, macs = R.macs_fp32, macs_live = R.macs_live_fp32, rows = mrows}
 end
 
 emit("")

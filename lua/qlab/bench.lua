@@ -20,7 +20,8 @@
 -- activation buffers (qlab.plan_bytes), the allocator's peak above the clone during its first
 -- forward (activations, workspaces, packed weights), what stays resident after it, and the
 -- growth of the process's peak RSS (0 once the process has been larger before).
--- Fraction of peak: MACs per image (qlab.macs) over the measured one-core peak x threads
+-- Fraction of peak: the live MACs per image (qlab.macs: the taps that read the image, not
+-- its padding, which qlab's convs skip from a batch of 8) over the measured one-core peak x threads
 -- (capped at the cores), INT8 MACs at the INT8 peak of the ISA our kernels use, the others
 -- at the FP32 peak of the level OpenBLAS runs; i.e. the time the arithmetic would take at
 -- peak divided by the time measured.
@@ -284,7 +285,8 @@ function M.bench(opts)
     local ok, err = pcall(function()
       local m, r = v.model, v.result
       local mc = core.macs(m)
-      r.macs = {per_image = mc.total, f32 = mc.f32, int8 = mc.int8}
+      r.macs = {per_image = mc.total, f32 = mc.f32, int8 = mc.int8,
+                live = {per_image = mc.live.total, f32 = mc.live.f32, int8 = mc.live.int8}}
       r.precision = precision_counts(m)
       m:save(tmp)
       r.size = {bytes = m:size_bytes(), file_bytes = file_size(tmp), params = m:num_params()}
@@ -337,8 +339,8 @@ function M.bench(opts)
         local st = M.stats(samples[v])
         st.batch, st.threads = b, th
         st.images_per_s = st.median > 0 and b * 1e3 / st.median or 0
-        local m = v.result.macs
-        st.gmacs = m.per_image * st.images_per_s / 1e9
+        local m = v.result.macs.live or v.result.macs
+        st.gmacs = m.per_image * st.images_per_s / 1e9   -- the live MACs done per second
         local bound = bound_ms(m, basis, th, machine.cores)
         st.peak_fraction = st.median > 0 and bound * b / st.median or 0
         v.result.latency = v.result.latency or {}

@@ -47,7 +47,9 @@ local variant = obj({
   accuracy = obj({top1 = num, top5 = num, loss = num, n = int, ties = int, agree = num, ref_top1 = num, drop = num,
                   lost = int, gained = int}, {"top1", "n", "ties"}),
   size = obj({bytes = int, file_bytes = int, params = int, reduction = num}, {"bytes", "file_bytes", "params"}),
-  macs = obj({per_image = int, f32 = int, int8 = int}, {"per_image", "f32", "int8"}),
+  macs = obj({per_image = int, f32 = int, int8 = int,
+              live = obj({per_image = int, f32 = int, int8 = int}, {"per_image", "f32", "int8"})},
+             {"per_image", "f32", "int8"}),
   precision = {type = "object"},
   memory = arr(memory), latency = arr(latency), breakdown = arr(breakdown),
 }, {"name", "kind", "status", "gpu"}, {

@@ -51,6 +51,48 @@ int64_t ql_graph_macs(const ql_graph *g, int64_t *by_kind) {
     return total;
 }
 
+/* Over the outputs along one dimension: the taps of a k-wide kernel
+ * (stride st, padding pad, dilation dil) that land inside [0, in). */
+static int64_t live_taps(int64_t in, int64_t out, int k, int st, int pad, int dil) {
+    int64_t sum = 0;
+    for (int64_t o = 0; o < out; o++)
+        for (int t = 0; t < k; t++) {
+            int64_t pos = o * st - pad + (int64_t)t * dil;
+            sum += pos >= 0 && pos < in;
+        }
+    return sum;
+}
+
+int64_t ql_node_live_macs(const ql_graph *g, int i) {
+    const ql_node *n = &g->nodes[i];
+    const ql_attrs *a = &n->a;
+    int64_t m = ql_node_macs(g, i, NULL);
+    int conv = n->op == QL_OP_QCONV2D || n->op == QL_OP_CONV2D || n->op == QL_OP_CONV_BN ||
+               n->op == QL_OP_F16CONV2D || n->op == QL_OP_BF16CONV2D;
+    if (!m || !conv || n->ninputs < 1 || n->out_ndim != 3) return m;
+    const ql_node *in = &g->nodes[n->inputs[0]];
+    if (in->out_ndim != 3) return m;
+    int groups = a->groups > 0 ? a->groups : 1;
+    int64_t th = live_taps(in->out_shape[0], n->out_shape[0], a->kernel[0], a->stride[0], a->padding[0],
+                           a->dilation[0] > 0 ? a->dilation[0] : 1);
+    int64_t tw = live_taps(in->out_shape[1], n->out_shape[1], a->kernel[1], a->stride[1], a->padding[1],
+                           a->dilation[1] > 0 ? a->dilation[1] : 1);
+    return th * tw * a->out_ch * (int64_t)(a->in_ch / groups);
+}
+
+int64_t ql_graph_live_macs(const ql_graph *g, int64_t *by_kind) {
+    int64_t total = 0;
+    if (by_kind) for (int k = 0; k < QL_MACS_KINDS; k++) by_kind[k] = 0;
+    for (int i = 1; i < g->nnodes; i++) {
+        ql_macs_kind k;
+        ql_node_macs(g, i, &k);
+        int64_t m = ql_node_live_macs(g, i);
+        total += m;
+        if (by_kind) by_kind[k] += m;
+    }
+    return total;
+}
+
 /* The inference plan of graph_exec.c (plan_forward): nodes that feed the
  * output live from their own step to their last consumer; the output node
  * to the end; the input is the caller's tensor. */

@@ -4,7 +4,8 @@
  *                      kernel, compiler, qlab_version, lua_version, cjson_version}
  *   qlab.peak([{target_ms =, isa = "scalar"|"avx2"|"avx512"|"amx"}])
  *       -> {levels = {{isa, fp32_gmacs, int8_gmacs, seconds}, ...} scalar first, seconds}
- *   qlab.macs(model) -> {total, f32, int8, nodes = {{name, op, macs, kind}, ...}} per image
+ *   qlab.macs(model) -> {total, f32, int8, live = {total, f32, int8}, nodes = {{name, op, macs, live, kind}, ...}}
+ *                       per image; live: only the taps that read the image, not its padding
  *   qlab.plan_bytes(model, batch) -> bytes of the planned activation buffers
  *   qlab._bench_samples(model, input, runs, warmup [, label [, progress]]) -> {ms, ...}
  *       progress(done, total, label) may return true to cancel (error "cancelled"). */
@@ -102,6 +103,13 @@ static int l_macs(lua_State *L) {
     set_int(L, "total", total);
     set_int(L, "f32", by[QL_MACS_F32]);
     set_int(L, "int8", by[QL_MACS_INT8]);
+    int64_t lby[QL_MACS_KINDS];
+    int64_t live = ql_graph_live_macs(g, lby);
+    lua_createtable(L, 0, 3);
+    set_int(L, "total", live);
+    set_int(L, "f32", lby[QL_MACS_F32]);
+    set_int(L, "int8", lby[QL_MACS_INT8]);
+    lua_setfield(L, -2, "live");
     lua_createtable(L, g->nnodes, 0);
     int k = 0;
     for (int i = 1; i < g->nnodes; i++) {
@@ -111,6 +119,7 @@ static int l_macs(lua_State *L) {
         set_str(L, "name", g->nodes[i].name);
         set_str(L, "op", ql_op_name(g->nodes[i].op));
         set_int(L, "macs", m);
+        set_int(L, "live", ql_node_live_macs(g, i));
         set_str(L, "kind", kinds[kind]);
         lua_rawseti(L, -2, ++k);
     }

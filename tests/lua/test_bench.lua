@@ -58,6 +58,26 @@ H.test("macs: the same per image in FP32 and INT8, split by kind", function()
   assert(qlab.plan_bytes(fp32, 8) == 8 * qlab.plan_bytes(fp32, 1))
 end)
 
+H.test("macs: live taps only, as PyTorch's hooks count them (scripts/live_macs_torch.py)", function()
+  -- counted by forward hooks on torchvision's models, apart from qlab's graph code
+  local expect = {resnet18 = {33010944, 17864704}, mobilenet_v2 = {21750608, 21470496}}
+  for name, e in pairs(expect) do
+    local m = qlab.load("data/models/" .. name .. "_fmnist.qlm")
+    local c = qlab.macs(m)
+    assert(c.total == e[1] and c.live.total == e[2], name .. ": " .. c.total .. " / " .. c.live.total)
+    assert(c.live.f32 == c.live.total and c.live.int8 == 0)
+    local sum = 0
+    for _, nd in ipairs(c.nodes) do
+      assert(nd.live <= nd.macs, nd.name)
+      sum = sum + nd.live
+    end
+    assert(sum == c.live.total)
+    m:free()
+  end
+  local q = qlab.macs(ptq(qlab.qconfig.default())())
+  assert(q.live.int8 == q.live.total and q.live.total == qlab.macs(fp32).live.total)
+end)
+
 local suite
 H.test("bench on small_cnn: every field, sane values", function()
   local seen = 0
