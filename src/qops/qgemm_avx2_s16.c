@@ -153,11 +153,52 @@ QL_AVX2 static inline void store_u8_rows(const ql_qgemm_ctx *c, const __m256i *a
     }
 }
 
-// Every tile computes 6 rows (the packed rows past mr repeat the last one)
-// and keeps mr of them.
-QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
-                                int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
-                                int64_t ldy) {
+/* R = 1..4 rows (compile-time after inlining: the accumulators stay in
+ * registers), from the 4-row part of the packed group: batch 1 meets GEMMs
+ * of 1-4 rows (ResNet-18's last stages), which the 6-row loop would do 6
+ * rows of. */
+QL_AVX2 static inline __attribute__((always_inline)) void
+tile_small(const int R, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part, int flags,
+           const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
+    __m256i acc0[4], acc1[4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        if (flags & QL_KFIRST) {
+            acc0[r] = acc1[r] = _mm256_setzero_si256();
+        } else {
+            acc0[r] = _mm256_loadu_si256((const __m256i *)(part + r * NR));
+            acc1[r] = _mm256_loadu_si256((const __m256i *)(part + r * NR + 8));
+        }
+    }
+    for (int64_t s = 0; s < ns; s++, ap += 16, wp += NR * 4) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)wp);
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            int32_t pr;
+            memcpy(&pr, ap + r * 4, 4);
+            __m256i av = _mm256_set1_epi32(pr);
+            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(av, w0));
+            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(av, w1));
+        }
+    }
+    if (!(flags & QL_KLAST)) {
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            _mm256_storeu_si256((__m256i *)(part + r * NR), acc0[r]);
+            _mm256_storeu_si256((__m256i *)(part + r * NR + 8), acc1[r]);
+        }
+        return;
+    }
+    size_t es = c->out == QL_QOUT_U8 ? 1 : 4;
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        ql_avx2_store_row(c, acc0[r], acc1[r], n0, nr, (char *)y + (size_t)(r * ldy) * es);
+}
+
+// 5 or 6 rows: all 6 computed (the packed rows past mr repeat the last one), mr kept
+QL_AVX2 static void tile6(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp, int32_t *part,
+                          int flags, const ql_qgemm_ctx *c, int64_t n0, void *y, int64_t ldy) {
     __m256i acc[2 * MR];
     const int first = flags & QL_KFIRST;
     if (!first)
@@ -178,6 +219,18 @@ QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, c
         size_t es = c->out == QL_QOUT_U8 ? 1 : 4;
         for (int r = 0; r < mr; r++)
             ql_avx2_store_row(c, acc[2 * r], acc[2 * r + 1], n0, nr, (char *)y + (size_t)(r * ldy) * es);
+    }
+}
+
+QL_AVX2 static void kernel_avx2(int mr, int nr, int64_t ns, const uint8_t *ap, const uint8_t *wp,
+                                int32_t *part, int flags, const ql_qgemm_ctx *c, int64_t n0, void *y,
+                                int64_t ldy) {
+    switch (mr) {
+    case 1: tile_small(1, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 2: tile_small(2, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 3: tile_small(3, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    case 4: tile_small(4, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
+    default: tile6(mr, nr, ns, ap, wp, part, flags, c, n0, y, ldy); break;
     }
     /* explicit: dirty upper ymm halves make every SSE instruction after us
      * several times slower */
