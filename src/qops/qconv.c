@@ -34,7 +34,12 @@ struct ql_qconv {
     int32_t *dw_off;
     uint8_t *dw_zrow;
     int64_t kstride;          /* im2col row bytes (kstride_for) */
-    ql_qconv_regions *regions;   /* im2col by live-tap regions (qconv_regions.c), or NULL */
+    /* im2col by live-tap regions (qconv_regions.c): built on the first batch
+     * that takes them (a model run only at batch 1 never holds their
+     * weights: 14 MB for ResNet-18 on AVX2), from the conv's packed W */
+    ql_qconv_regions *regions;
+    int regions_state;        /* 0: not yet looked at, 1: built, -1: none (not worth it, or no memory) */
+    int a_max;                /* the packing's activation range */
 };
 
 static int64_t kgroup(const ql_conv2d_shape *s) {
@@ -139,11 +144,7 @@ ql_qconv *ql_qconv_new(const ql_conv2d_shape *s, const ql_qconv_params *p, ql_is
         if (!(c->gemm[g] = ql_qgemm_pack(p->w + (int64_t)g * ocg * kg, ocg, (int)kg, c->isa,
                                            p->x_qmax > 0 ? p->x_qmax : 255))) goto fail;
     c->kstride = kstride_for(&sh, ql_qgemm_packed_isa(c->gemm[0]));
-    if (c->kind == QCONV_IM2COL) {
-        int failed;
-        c->regions = ql_qconv_regions_new(&sh, p->w, c->isa, p->x_qmax > 0 ? p->x_qmax : 255, &failed);
-        if (failed) goto fail;
-    }
+    c->a_max = p->x_qmax > 0 ? p->x_qmax : 255;
     return c;
 fail:
     ql_qconv_free(c);
@@ -207,7 +208,28 @@ static image_slot slot_for(const ql_qconv *c, int n, int T) {
  * extra W they read costs more than the padding taps they skip. */
 static int region_min_batch = 8;
 void ql_qconv_set_region_min_batch(int n) { region_min_batch = n; }
-static int use_regions(const ql_qconv *c, int n) { return c->regions && region_min_batch > 0 && n >= region_min_batch; }
+/* The regions, built on first use. The conv is const to its callers, but a
+ * graph runs one node at a time: only that thread gets here. Out of memory
+ * leaves the plain path, with the same results. */
+static ql_qconv_regions *regions_of(const ql_qconv *cc) {
+    ql_qconv *c = (ql_qconv *)cc;
+    if (c->regions_state) return c->regions;
+    c->regions_state = -1;
+    if (c->kind != QCONV_IM2COL) return NULL;
+    int8_t *w = ql_malloc((size_t)c->s.oc * kgroup(&c->s));
+    if (!w) { ql_error_clear(); return NULL; }
+    ql_qgemm_unpack(c->gemm[0], w);
+    int failed;
+    c->regions = ql_qconv_regions_new(&c->s, w, c->isa, c->a_max, &failed);
+    ql_free(w);
+    if (failed) ql_error_clear();
+    if (c->regions) c->regions_state = 1;
+    return c->regions;
+}
+
+static int use_regions(const ql_qconv *c, int n) {
+    return region_min_batch > 0 && n >= region_min_batch && c->kind == QCONV_IM2COL && regions_of(c);
+}
 int ql_qconv_uses_regions(const ql_qconv *c, int n) { return c && c->kind == QCONV_IM2COL && use_regions(c, n); }
 
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {

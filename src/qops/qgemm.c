@@ -87,6 +87,11 @@ static int32_t packed_w(const ql_qgemm_packed *p, int64_t n, int64_t k) {
     return (int8_t)q[j];
 }
 
+void ql_qgemm_unpack(const ql_qgemm_packed *p, int8_t *w) {
+    for (int64_t n = 0; n < p->n; n++)
+        for (int64_t k = 0; k < p->k; k++) w[n * p->k + k] = (int8_t)packed_w(p, n, k);
+}
+
 static int32_t col_off(const ql_qgemm_packed *p, const ql_qgemm_epilogue *e, int64_t n) {
     int32_t b = e->bias ? e->bias[n] : 0;
     return (int32_t)((uint32_t)b - (uint32_t)e->a_zero * (uint32_t)p->colsum[n]);

@@ -71,6 +71,8 @@ typedef struct {
     void (*begin)(void), (*end)(void);
 } ql_qgemm_impl;
 
+/* W (N, K) s8 back from its packed layout. */
+void ql_qgemm_unpack(const ql_qgemm_packed *p, int8_t *w);
 /* 0: always pack A (kernel_direct unused), 1: in place where possible (default). */
 void ql_qgemm_set_direct(int on);
 /* Largest padded input copy qconv's im2col makes (default 8 MB; 0: never,
