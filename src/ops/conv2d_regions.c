@@ -9,7 +9,6 @@
 #include "ops/conv_regions.h"
 #include "ops/ops_internal.h"
 
-#define MIN_SAVING 0.10         /* fraction of the conv's MACs */
 #define WS_BUDGET (1 << 19)     /* floats of gathered rows + outputs per chunk */
 
 struct ql_conv_fregions {
@@ -40,16 +39,6 @@ static int64_t chunk_of(const ql_conv_region *r, int n, int oc) {
     return c < total ? c : total;
 }
 
-/* The threads that take whole images each through every region (each its
- * own sgemm on one thread; OpenBLAS's own split of these small GEMMs took
- * ResNet-18's batch 64 from 1,644 to only 1,714 images/s on two threads),
- * 1: one pass, OpenBLAS splitting each GEMM. */
-static int image_threads(const ql_conv2d_shape *s) {
-    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if ((double)s->n * s->oh * s->ow * s->oc * s->kh * s->kw * s->c < (1 << 20)) T = 1;
-    return T > s->n ? s->n : T;
-}
-
 // floats of one thread's (or the only) workspace: the largest region's chunk of n images
 static size_t slot_floats(const ql_conv_regions *g, int n, int oc) {
     size_t most = 0;
@@ -61,10 +50,9 @@ static size_t slot_floats(const ql_conv_regions *g, int n, int oc) {
     return most;
 }
 
-/* The regions of s, (re)built when the geometry or the weight moved;
- * NULL when they are not worth it (*err set on out of memory). */
-static ql_conv_fregions *prepare(ql_conv_fregions **st, const ql_conv2d_shape *s, const float *w, uint64_t wkey,
-                                 int *err) {
+/* The regions of s, (re)built when the geometry moved; NULL when they are
+ * not worth it (*err set on out of memory). */
+static ql_conv_fregions *geometry(ql_conv_fregions **st, const ql_conv2d_shape *s, int *err) {
     ql_conv_fregions *f = *st;
     *err = 0;
     if (f && !same_geometry(&f->s, s)) { ql_conv2d_regions_free(f); f = *st = NULL; }
@@ -72,12 +60,19 @@ static ql_conv_fregions *prepare(ql_conv_fregions **st, const ql_conv2d_shape *s
         if (!(f = ql_calloc(sizeof *f))) { *err = 1; return NULL; }
         f->s = *s;
         f->s.n = 1;
-        int got = ql_conv_regions_init(s, MIN_SAVING, &f->g);
+        int got = ql_conv_regions_init(s, &f->g);
         if (got < 0) { ql_free(f); *err = 1; return NULL; }
         f->worth = got;
         *st = f;
     }
-    if (!f->worth) return NULL;
+    return f->worth ? f : NULL;
+}
+
+/* ... and the regions' weights cut again when the weight moved */
+static ql_conv_fregions *prepare(ql_conv_fregions **st, const ql_conv2d_shape *s, const float *w, uint64_t wkey,
+                                 int *err) {
+    ql_conv_fregions *f = geometry(st, s, err);
+    if (!f) return NULL;
     if (!f->w || f->wsrc != w || f->wkey != wkey) {
         size_t total = 0;
         for (int i = 0; i < f->g.n; i++) total += (size_t)s->oc * f->g.r[i].k;
@@ -94,14 +89,11 @@ static ql_conv_fregions *prepare(ql_conv_fregions **st, const ql_conv2d_shape *s
 }
 
 size_t ql_conv2d_regions_workspace(ql_conv_fregions **st, const ql_conv2d_shape *s) {
-    const int T = image_threads(s), per = (s->n + T - 1) / T;
-    ql_conv_fregions *f = *st;
-    if (f && same_geometry(&f->s, s)) return f->worth ? (size_t)T * slot_floats(&f->g, per, s->oc) : 0;
-    ql_conv_regions g;   /* sized before the first forward builds the state */
-    if (ql_conv_regions_init(s, MIN_SAVING, &g) <= 0) return 0;
-    size_t n = (size_t)T * slot_floats(&g, per, s->oc);
-    ql_conv_regions_release(&g);
-    return n;
+    int err;
+    ql_conv_fregions *f = geometry(st, s, &err);
+    if (!f) return 0;   /* out of memory: the caller takes another path */
+    const int T = ql_conv_regions_threads(s, s->n);
+    return (size_t)T * slot_floats(&f->g, (s->n + T - 1) / T, s->oc);
 }
 
 // images [i0, i1) through every region, in ws
@@ -129,7 +121,7 @@ int ql_conv2d_regions_forward(ql_conv_fregions **st, const ql_conv2d_shape *s, c
     int err;
     ql_conv_fregions *f = prepare(st, s, w, wkey, &err);
     if (!f) return err ? -1 : 0;
-    const int T = image_threads(s);
+    const int T = ql_conv_regions_threads(s, s->n);
     if (T <= 1) { run_images(f, s, 0, s->n, x, b, y, ws, 1); return 1; }
     const size_t slot = slot_floats(&f->g, (s->n + T - 1) / T, s->oc);
     #pragma omp parallel num_threads(T)

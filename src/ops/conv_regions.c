@@ -1,9 +1,12 @@
 /* Output regions of a conv by live taps: geometry, weights, gather and
  * scatter (the why is in conv_regions.h). */
+#include <omp.h>
 #include <string.h>
 #include "qlab/alloc.h"
 #include "ops/conv_regions.h"
 #include "ops/copy_bytes.h"
+
+#define MIN_SAVING 0.10   /* fraction of the conv's MACs the regions must skip */
 
 typedef struct { int lo, n, o0, no; } band;   /* taps [lo, lo + n) for outputs [o0, o0 + no) */
 
@@ -27,7 +30,13 @@ void ql_conv_regions_release(ql_conv_regions *g) {
     g->n = 0;
 }
 
-int ql_conv_regions_init(const ql_conv2d_shape *s, double min_saving, ql_conv_regions *g) {
+int ql_conv_regions_threads(const ql_conv2d_shape *s, int n) {
+    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((double)n * s->oh * s->ow * s->oc * s->kh * s->kw * s->c < (1 << 20)) T = 1;
+    return T > n ? n : T;
+}
+
+int ql_conv_regions_init(const ql_conv2d_shape *s, ql_conv_regions *g) {
     g->n = 0;
     /* a stem on 1..7 channels: the regions' K of a few dozen values make
      * GEMMs too small to pay (ResNet-18's 7x7 stem ran 11 % slower in
@@ -39,7 +48,7 @@ int ql_conv_regions_init(const ql_conv2d_shape *s, double min_saving, ql_conv_re
     double all = (double)s->oh * s->ow * s->kh * s->kw, live = 0;
     for (int i = 0; i < nh; i++)
         for (int j = 0; j < nw; j++) live += (double)bh[i].no * bw[j].no * bh[i].n * bw[j].n;
-    if (live > (1 - min_saving) * all) return 0;
+    if (live > (1 - MIN_SAVING) * all) return 0;
     for (int i = 0; i < nh; i++)
         for (int j = 0; j < nw; j++) {
             ql_conv_region *r = &g->r[g->n++];

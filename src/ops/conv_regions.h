@@ -31,8 +31,13 @@ typedef struct {
 } ql_conv_regions;
 
 /* 1: g holds the regions of s (one group, no dilation) when they save at
- * least min_saving of its MACs; 0: not worth it; -1: out of memory. */
-int ql_conv_regions_init(const ql_conv2d_shape *s, double min_saving, ql_conv_regions *g);
+ * least a tenth of its MACs; 0: not worth it; -1: out of memory. */
+int ql_conv_regions_init(const ql_conv2d_shape *s, ql_conv_regions *g);
+/* The threads that take whole images each through every region of s at
+ * batch n (one fork per conv, each its own GEMMs on one thread), 1: one
+ * pass whose GEMMs split the work (inside a team, fewer images than
+ * threads, or little work). */
+int ql_conv_regions_threads(const ql_conv2d_shape *s, int n);
 void ql_conv_regions_release(ql_conv_regions *g);
 /* W (OC, KH, KW, C) of es-byte elements -> dst (OC, nkh, nkw, C): the region's taps */
 void ql_conv_region_weights(const ql_conv2d_shape *s, const ql_conv_region *r, const void *w, size_t es, void *dst);

@@ -215,7 +215,6 @@ static ql_qconv_regions *regions_of(const ql_qconv *cc) {
     ql_qconv *c = (ql_qconv *)cc;
     if (c->regions_state) return c->regions;
     c->regions_state = -1;
-    if (c->kind != QCONV_IM2COL) return NULL;
     int8_t *w = ql_malloc((size_t)c->s.oc * kgroup(&c->s));
     if (!w) { ql_error_clear(); return NULL; }
     ql_qgemm_unpack(c->gemm[0], w);
@@ -230,7 +229,7 @@ static ql_qconv_regions *regions_of(const ql_qconv *cc) {
 static int use_regions(const ql_qconv *c, int n) {
     return region_min_batch > 0 && n >= region_min_batch && c->kind == QCONV_IM2COL && regions_of(c);
 }
-int ql_qconv_uses_regions(const ql_qconv *c, int n) { return c && c->kind == QCONV_IM2COL && use_regions(c, n); }
+int ql_qconv_uses_regions(const ql_qconv *c, int n) { return c && use_regions(c, n); }
 
 size_t ql_qconv_workspace(const ql_qconv *c, int n) {
     if (!c || n <= 0 || c->kind != QCONV_IM2COL) return 0;

@@ -9,7 +9,6 @@
 #include "qops/qops_internal.h"
 #include "ops/conv_regions.h"
 
-#define MIN_SAVING 0.10       /* fraction of the conv's MACs */
 #define WS_BUDGET (1 << 20)   /* gathered rows + their outputs, per chunk */
 
 struct ql_qconv_regions {
@@ -32,7 +31,7 @@ ql_qconv_regions *ql_qconv_regions_new(const ql_conv2d_shape *s, const int8_t *w
     ql_qconv_regions *q = ql_calloc(sizeof *q);
     if (!q) { *failed = 1; return NULL; }
     q->s = *s;
-    int got = ql_conv_regions_init(s, MIN_SAVING, &q->g);
+    int got = ql_conv_regions_init(s, &q->g);
     if (got <= 0) {
         *failed = got < 0;
         ql_free(q);
@@ -66,16 +65,6 @@ static size_t cols_bytes(const ql_qconv_regions *q, int i, int64_t chunk) {
     return ((size_t)(chunk * q->ks[i]) + 63) & ~(size_t)63;
 }
 
-/* The threads that take whole images each (one fork per conv, every thread
- * gathering, multiplying and scattering its own images), 1: the GEMMs split
- * the work instead (fewer images than threads, or little work). */
-static int image_threads(const ql_qconv_regions *q, int n) {
-    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
-    const ql_conv2d_shape *s = &q->s;
-    if ((double)n * s->oh * s->ow * s->oc * s->kh * s->kw * s->c < (1 << 20)) T = 1;
-    return T > n ? n : T;
-}
-
 // one thread's (or the only) workspace: the largest region's chunk of n images
 static size_t slot_bytes(const ql_qconv_regions *q, int n, size_t es) {
     size_t most = 0;
@@ -89,7 +78,7 @@ static size_t slot_bytes(const ql_qconv_regions *q, int n, size_t es) {
 }
 
 size_t ql_qconv_regions_workspace(const ql_qconv_regions *q, int n, size_t es) {
-    int T = image_threads(q, n);
+    int T = ql_conv_regions_threads(&q->s, n);
     return (size_t)T * slot_bytes(q, (n + T - 1) / T, es);
 }
 
@@ -118,7 +107,7 @@ void ql_qconv_regions_forward(const ql_qconv_regions *q, const ql_qgemm_epilogue
                               const uint8_t *x, void *y, void *ws) {
     ql_qgemm_epilogue e = *e0;
     e.a_padded = 1;   /* gathered rows are zero up to ks */
-    const int T = image_threads(q, n);
+    const int T = ql_conv_regions_threads(&q->s, n);
     if (T <= 1) { run_images(q, &e, f32_out, 0, n, x, y, ws, 1); return; }
     const size_t slot = slot_bytes(q, (n + T - 1) / T, f32_out ? 4 : 1);
     #pragma omp parallel num_threads(T)
